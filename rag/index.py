@@ -1,0 +1,245 @@
+"""Build, save and load the index directory; check its manifest.
+
+    index/
+      manifest.json   format version, encoder, chunking, corpus and file checksums
+      chunks.jsonl    one chunk a line (ensure_ascii=False)
+      vectors.faiss   FAISS index over normalized chunk vectors (inner product)
+      lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
+      bm25/           bm25s's saved arrays
+
+A build writes into a temporary directory beside the target and swaps it in with renames, so
+an interrupted build leaves the previous index as it was. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .chunking import MAX_CHARS, chunk_sections
+from .corpus import file_language, find_chapters, parse_sections, read_text
+from .embedding import Encoder
+from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
+from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, StaleIndexError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INDEX = ROOT / "index"
+DEFAULT_CORPUS = ROOT / "corpus"
+_FILES = ("chunks.jsonl", "vectors.faiss", "lexicon.txt", "bm25/data.csc.index.npy",
+          "bm25/indices.csc.index.npy", "bm25/indptr.csc.index.npy", "bm25/vocab.index.json",
+          "bm25/params.index.json")
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What is embedded and BM25-indexed for a chunk: its section title, then its text."""
+    return f"{chunk.title}\n{chunk.text}"
+
+
+def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Chunk], dict]:
+    """All chunks of a corpus directory, and the manifest's record of its files."""
+    chunks: list[Chunk] = []
+    files = {}
+    for path in find_chapters(corpus_dir):
+        text = read_text(path)
+        lang = file_language(path.name, text)
+        sections = parse_sections(text, path.name)
+        chunks += chunk_sections(text, sections, lang, first_id=len(chunks), max_chars=max_chars)
+        files[path.name] = {"sha256": _sha256(path.read_bytes()), "lang": lang}
+    return chunks, files
+
+
+def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
+                encoder: Encoder | None = None, index_type: str = "Flat",
+                max_chars: int = MAX_CHARS, progress: bool = False) -> dict:
+    """Chunk, embed and index a corpus directory into index_dir; return the manifest."""
+    import faiss
+
+    from .embedding import load_encoder
+
+    corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    chunks, files = read_corpus(corpus_dir, max_chars)
+    encoder = encoder or load_encoder()
+    texts = [embedding_text(c) for c in chunks]
+    lexicon = make_lexicon(texts)
+    tokenize = Tokenizer(lexicon)
+    vectors = _encode_all(encoder, texts, progress)
+    index = _faiss_index(vectors, index_type)
+
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}-build-", dir=index_dir.parent))
+    tmp.chmod(0o755)
+    try:
+        with open(tmp / "chunks.jsonl", "w", encoding="utf-8", newline="\n") as f:
+            for c in chunks:
+                f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
+        faiss.write_index(index, str(tmp / "vectors.faiss"))
+        save_lexicon(lexicon, tmp / "lexicon.txt")
+        build_bm25([tokenize(t) for t in texts], tmp / "bm25")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "encoder": {"id": encoder.id, "dim": int(vectors.shape[1])},
+            "index_type": index_type,
+            "chunking": {"max_chars": max_chars},
+            "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
+            "corpus": files,
+            "counts": {"sections": len({(c.source, c.section) for c in chunks}), "chunks": len(chunks)},
+            "files": {name: _sha256((tmp / name).read_bytes()) for name in _FILES},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
+                                           encoding="utf-8")
+        _swap_in(tmp, index_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("built %s: %d chunks in %d sections", index_dir, len(chunks), manifest["counts"]["sections"])
+    return manifest
+
+
+def _encode_all(encoder: Encoder, texts: list[str], progress: bool, batch: int = 32) -> np.ndarray:
+    parts = []
+    for i in range(0, len(texts), batch):
+        parts.append(encoder.encode(texts[i:i + batch]))
+        if progress:
+            print(f"\rembedding chunks {min(i + batch, len(texts))}/{len(texts)}", end="", flush=True)
+    if progress:
+        print()
+    return np.vstack(parts).astype(np.float32)
+
+
+def _faiss_index(vectors: np.ndarray, index_type: str):
+    import faiss
+
+    try:
+        index = faiss.index_factory(vectors.shape[1], index_type, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            index.train(vectors)
+        index.add(vectors)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1][:200]
+        raise RagError(f"FAISS index type {index_type!r} does not work for {len(vectors)} vectors "
+                       f"({first}). Use 'Flat' for small corpora, or e.g. 'HNSW32'.") from None
+    return index
+
+
+def _swap_in(tmp: Path, index_dir: Path) -> None:
+    """Replace index_dir by tmp with two renames; the old index survives until the second."""
+    old = None
+    if index_dir.exists():
+        old = index_dir.with_name(f".{index_dir.name}-old-{os.getpid()}")
+        os.replace(index_dir, old)
+    os.replace(tmp, index_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class LoadedIndex:
+    """The parts of an index directory that a search needs."""
+
+    path: Path
+    manifest: dict
+    chunks: list[Chunk]
+    vectors: object  # faiss.Index
+    bm25: BM25Scorer
+    tokenize: Tokenizer
+
+    @property
+    def corpus_dir(self) -> Path:
+        return (self.path.resolve().parent / self.manifest["corpus_dir"]).resolve()
+
+
+def read_manifest(index_dir: Path) -> dict:
+    """The manifest of index_dir, or a clear error saying how to make one."""
+    index_dir = Path(index_dir)
+    _recover_interrupted_swap(index_dir)
+    path = index_dir / "manifest.json"
+    if not index_dir.is_dir() or not path.is_file():
+        raise IndexMissingError(f"no index at {index_dir}. Build one with: rag build --index {index_dir}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DamagedIndexError(f"{path} is unreadable ({type(e).__name__}). "
+                                f"Rebuild: rag build --index {index_dir}") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise StaleIndexError(f"{index_dir} has index format {manifest.get('format_version')}, this version "
+                              f"reads format {FORMAT_VERSION}. Rebuild: rag build --index {index_dir}")
+    return manifest
+
+
+def check_fresh(index_dir: Path, manifest: dict, encoder_id: str | None = None) -> None:
+    """Raise StaleIndexError if the corpus or the encoder changed since the build."""
+    fix = f"Rebuild: rag build --index {index_dir}"
+    if encoder_id is not None and manifest["encoder"]["id"] != encoder_id:
+        raise StaleIndexError(f"{index_dir} was built with encoder {manifest['encoder']['id']!r}, "
+                              f"not {encoder_id!r}. {fix} --model {encoder_id}")
+    corpus_dir = (Path(index_dir).resolve().parent / manifest["corpus_dir"]).resolve()
+    if not corpus_dir.is_dir():
+        log.warning("corpus %s of index %s not found; cannot check that the index is fresh", corpus_dir, index_dir)
+        return
+    fix = f"Rebuild: rag build --corpus {corpus_dir} --index {index_dir}"
+    now = {p.name for p in corpus_dir.glob("*.md") if p.is_file()}
+    built = set(manifest["corpus"])
+    if now != built:
+        diff = sorted(now ^ built)
+        raise StaleIndexError(f"{index_dir} is stale: corpus files added or removed since the build "
+                              f"({', '.join(diff)}). {fix}")
+    for name, rec in manifest["corpus"].items():
+        if _sha256((corpus_dir / name).read_bytes()) != rec["sha256"]:
+            raise StaleIndexError(f"{index_dir} is stale: {name} changed since the build. {fix}")
+
+
+def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> LoadedIndex:
+    """Load and verify an index directory (checksums, and freshness against its corpus)."""
+    import faiss
+
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    fix = f"Rebuild: rag build --index {index_dir}"
+    for name, digest in manifest["files"].items():
+        try:
+            data = (index_dir / name).read_bytes()
+        except OSError:
+            raise DamagedIndexError(f"{index_dir / name} is missing or unreadable. {fix}") from None
+        if _sha256(data) != digest:
+            raise DamagedIndexError(f"{index_dir / name} does not match the manifest (truncated or edited). {fix}")
+    if check_corpus:
+        check_fresh(index_dir, manifest)
+    try:
+        with open(index_dir / "chunks.jsonl", encoding="utf-8") as f:
+            chunks = [Chunk(**json.loads(line)) for line in f]
+        vectors = faiss.read_index(str(index_dir / "vectors.faiss"))
+        bm25 = BM25Scorer(index_dir / "bm25")
+        tokenize = Tokenizer(load_lexicon(index_dir / "lexicon.txt"))
+    except (ValueError, TypeError, KeyError, RuntimeError) as e:
+        raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
+    if not (vectors.ntotal == len(chunks) == bm25.num_docs) or vectors.d != manifest["encoder"]["dim"]:
+        raise DamagedIndexError(f"{index_dir} is inconsistent: {len(chunks)} chunks, {vectors.ntotal} vectors, "
+                                f"{bm25.num_docs} BM25 documents. {fix}")
+    return LoadedIndex(index_dir, manifest, chunks, vectors, bm25, tokenize)
+
+
+def _recover_interrupted_swap(index_dir: Path) -> None:
+    """If a build died between its two renames, put the previous index back."""
+    if index_dir.exists():
+        return
+    olds = sorted(index_dir.parent.glob(f".{index_dir.name}-old-*")) if index_dir.parent.is_dir() else []
+    if olds:
+        os.replace(olds[-1], index_dir)
+        log.warning("restored %s from an interrupted build", index_dir)

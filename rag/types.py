@@ -1,0 +1,106 @@
+"""Frozen dataclasses that flow through the pipeline: Section -> Chunk -> Hit -> Citation -> Answer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+class RagError(ValueError):
+    """A problem the user can fix; the message says how."""
+
+
+class IndexMissingError(RagError):
+    """The index directory does not exist or is not an index."""
+
+
+class StaleIndexError(RagError):
+    """The index was built from another corpus, encoder or format version."""
+
+
+class DamagedIndexError(RagError):
+    """An index file is truncated, edited or missing."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A numbered part of a chapter file; `start`/`end` delimit its body in the file."""
+
+    id: str
+    title: str
+    source: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A bounded piece of one section; `text == file_text[start:end]`."""
+
+    id: int
+    section: str
+    title: str
+    source: str
+    start: int
+    end: int
+    text: str
+    lang: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One section returned by a search, represented by its best chunk."""
+
+    section: str
+    title: str
+    text: str
+    score: float
+    source: str
+    start: int
+    end: int
+    lang: str = "zh"
+    chunk: int = -1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A verbatim quote: `file_text[start:end] == quote`."""
+
+    section: str
+    title: str
+    quote: str
+    source: str
+    start: int
+    end: int
+    lang: str
+    original: Citation | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.original is None:
+            d.pop("original")
+        return d
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An extractive answer: a framed set of quotes, or an abstention with suggestions."""
+
+    question: str
+    language: str
+    answer: str
+    abstained: bool
+    citations: tuple[Citation, ...] = ()
+    suggestions: tuple[dict, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "language": self.language,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "citations": [c.to_dict() for c in self.citations],
+            "suggestions": [dict(s) for s in self.suggestions],
+        }
