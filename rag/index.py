@@ -4,6 +4,8 @@
       manifest.json   format version, encoder, chunking, corpus and file checksums
       chunks.jsonl    one chunk a line (ensure_ascii=False)
       vectors.faiss   FAISS index over normalized chunk vectors (inner product)
+      sections.jsonl  one section a line (chapter, id, title, source), in file order
+      titles.npy      the normalized vector of each section title, row for row
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
       bm25/           bm25s's saved arrays
 
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +32,7 @@ from .chunking import MAX_CHARS, chunk_sections
 from .corpus import file_language, find_chapters, parse_sections, read_text
 from .embedding import Encoder
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
-from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, StaleIndexError
+from .types import Chunk, DamagedIndexError, Section, IndexMissingError, RagError, StaleIndexError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ FORMAT_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
-_FILES = ("chunks.jsonl", "vectors.faiss", "lexicon.txt", "bm25/data.csc.index.npy",
+_FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "lexicon.txt", "bm25/data.csc.index.npy",
           "bm25/indices.csc.index.npy", "bm25/indptr.csc.index.npy", "bm25/vocab.index.json",
           "bm25/params.index.json")
 
@@ -47,17 +50,28 @@ def embedding_text(chunk: Chunk) -> str:
     return f"{chunk.title}\n{chunk.text}"
 
 
-def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Chunk], dict]:
-    """All chunks of a corpus directory, and the manifest's record of its files."""
+def chapter_of(source: str) -> str:
+    """The chapter a file belongs to: its name without language suffix and extension."""
+    name = Path(source).name
+    for suffix in (".zh.md", ".en.md", ".md"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Section], list[Chunk], dict]:
+    """All sections and chunks of a corpus directory, and the manifest's record of its files."""
+    sections: list[Section] = []
     chunks: list[Chunk] = []
     files = {}
     for path in find_chapters(corpus_dir):
         text = read_text(path)
         lang = file_language(path.name, text)
-        sections = parse_sections(text, path.name)
-        chunks += chunk_sections(text, sections, lang, first_id=len(chunks), max_chars=max_chars)
+        file_sections = parse_sections(text, path.name)
+        sections += file_sections
+        chunks += chunk_sections(text, file_sections, lang, first_id=len(chunks), max_chars=max_chars)
         files[path.name] = {"sha256": _sha256(path.read_bytes()), "lang": lang}
-    return chunks, files
+    return sections, chunks, files
 
 
 def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
@@ -69,12 +83,13 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     from .embedding import load_encoder
 
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
-    chunks, files = read_corpus(corpus_dir, max_chars)
+    sections, chunks, files = read_corpus(corpus_dir, max_chars)
     encoder = encoder or load_encoder()
     texts = [embedding_text(c) for c in chunks]
     lexicon = make_lexicon(texts)
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
+    titles = _encode_all(encoder, [s.title for s in sections], False)
     index = _faiss_index(vectors, index_type)
 
     index_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +100,10 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             for c in chunks:
                 f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
         faiss.write_index(index, str(tmp / "vectors.faiss"))
+        with open(tmp / "sections.jsonl", "w", encoding="utf-8", newline="\n") as f:
+            for sec in sections:
+                f.write(json.dumps({"chapter": chapter_of(sec.source), **asdict(sec)}, ensure_ascii=False) + "\n")
+        np.save(tmp / "titles.npy", titles, allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
         build_bm25([tokenize(t) for t in texts], tmp / "bm25")
         manifest = {
@@ -95,7 +114,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             "chunking": {"max_chars": max_chars},
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
             "corpus": files,
-            "counts": {"sections": len({(c.source, c.section) for c in chunks}), "chunks": len(chunks)},
+            "counts": {"sections": len({(chapter_of(s.source), s.id) for s in sections}), "chunks": len(chunks)},
             "files": {name: _sha256((tmp / name).read_bytes()) for name in _FILES},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
@@ -113,9 +132,10 @@ def _encode_all(encoder: Encoder, texts: list[str], progress: bool, batch: int =
     for i in range(0, len(texts), batch):
         parts.append(encoder.encode(texts[i:i + batch]))
         if progress:
-            print(f"\rembedding chunks {min(i + batch, len(texts))}/{len(texts)}", end="", flush=True)
+            print(f"\rembedding chunks {min(i + batch, len(texts))}/{len(texts)}", end="", file=sys.stderr,
+                  flush=True)
     if progress:
-        print()
+        print(file=sys.stderr)
     return np.vstack(parts).astype(np.float32)
 
 
@@ -156,7 +176,9 @@ class LoadedIndex:
     path: Path
     manifest: dict
     chunks: list[Chunk]
+    sections: list[dict]  # chapter, id, title, source, start, end
     vectors: object  # faiss.Index
+    titles: np.ndarray  # one row per entry of sections
     bm25: BM25Scorer
     tokenize: Tokenizer
 
@@ -212,6 +234,9 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     fix = f"Rebuild: rag build --index {index_dir}"
+    missing = [name for name in _FILES if name not in manifest.get("files", {})]
+    if missing:
+        raise DamagedIndexError(f"{index_dir}/manifest.json does not list {', '.join(missing)}. {fix}")
     for name, digest in manifest["files"].items():
         try:
             data = (index_dir / name).read_bytes()
@@ -224,15 +249,19 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
     try:
         with open(index_dir / "chunks.jsonl", encoding="utf-8") as f:
             chunks = [Chunk(**json.loads(line)) for line in f]
+        with open(index_dir / "sections.jsonl", encoding="utf-8") as f:
+            sections = [json.loads(line) for line in f]
+        titles = np.load(index_dir / "titles.npy", allow_pickle=False)
         vectors = faiss.read_index(str(index_dir / "vectors.faiss"))
         bm25 = BM25Scorer(index_dir / "bm25")
         tokenize = Tokenizer(load_lexicon(index_dir / "lexicon.txt"))
-    except (ValueError, TypeError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
-    if not (vectors.ntotal == len(chunks) == bm25.num_docs) or vectors.d != manifest["encoder"]["dim"]:
+    if (not (vectors.ntotal == len(chunks) == bm25.num_docs) or vectors.d != manifest["encoder"]["dim"]
+            or titles.shape != (len(sections), vectors.d)):
         raise DamagedIndexError(f"{index_dir} is inconsistent: {len(chunks)} chunks, {vectors.ntotal} vectors, "
                                 f"{bm25.num_docs} BM25 documents. {fix}")
-    return LoadedIndex(index_dir, manifest, chunks, vectors, bm25, tokenize)
+    return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, bm25, tokenize)
 
 
 def _recover_interrupted_swap(index_dir: Path) -> None:

@@ -13,6 +13,7 @@ the corpus is still found.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -25,7 +26,7 @@ _CJK_RUN = re.compile(rf"[{_CJK}]")
 STOP_ZH = frozenset(
     "的 了 是 在 和 与 及 或 也 就 都 而 又 被 把 对 从 向 为 以 于 之 其 这 那 个 些 有 没有 一个 一种 一些 "
     "什么 哪些 怎么 怎样 如何 为什么 吗 呢 吧 啊 呀 么 我 你 他 她 它 我们 你们 他们 它们 自己 "
-    "可以 能 会 要 得 地 着 过 请问 请 到 说 讲 中 里 上 下 时 时候 所以 因为 但是 但 如果 那么 "
+    "可以 能 会 要 得 地 着 过 请问 请 说 讲 中 里 上 下 时 时候 所以 因为 但是 但 如果 那么 "
     "这个 那个 这些 那些 这种 还 更 很 非常 一 二 三 多少 几 吗".split()
 )
 STOP_EN = frozenset(
@@ -86,6 +87,7 @@ def make_lexicon(texts: list[str], extra_words: list[str] = ()) -> dict[str, int
     import jieba
 
     full = Tokenizer()
+    jieba.dt.check_initialized()
     freq = jieba.dt.FREQ
     words = {w for t in texts for w in full.words(t) if len(w) > 1 and _CJK_RUN.match(w)}
     words.update(extra_words)
@@ -108,6 +110,8 @@ def build_bm25(docs_tokens: list[list[str]], out_dir: Path) -> None:
     """Index token lists with bm25s and save its arrays to out_dir (deterministic vocabulary order)."""
     import bm25s
 
+    # bm25s sets its logger to DEBUG when imported; put it back to the default threshold.
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
     vocab = {t: i for i, t in enumerate(sorted({t for toks in docs_tokens for t in toks}))}
     ids = [[vocab[t] for t in toks] for toks in docs_tokens]
     model = bm25s.BM25(method="lucene")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from .embedding import Encoder, load_encoder
-from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
+from .index import DEFAULT_INDEX, LoadedIndex, build_index, chapter_of, load_index, read_manifest
 from .types import Hit, RagError, StaleIndexError
 
 MODES = ("hybrid", "dense", "lexical")
@@ -17,8 +18,10 @@ MAX_K = 100
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 # Weight of the dense score in the hybrid fusion, by question language (the lexical score gets
-# the rest). Chosen on the dev part of eval/questions.jsonl; see README "How it works".
-DENSE_WEIGHT = {"zh": 0.5, "en": 0.5}
+# the rest), and weight of the question-to-section-title similarity. Chosen on the dev part of
+# eval/questions.jsonl; see README "How it works".
+DENSE_WEIGHT = {"zh": 0.5, "en": 0.9}
+TITLE_WEIGHT = 0.4
 
 
 def detect_language(text: str) -> str:
@@ -48,70 +51,77 @@ class Retriever:
         self.index = index
         self.encoder = encoder
         self.chunks = index.chunks
-        # chunk id -> (source, section), and the sections in first-seen order
-        self._section_of = [(c.source, c.section) for c in self.chunks]
+        # Sections are keyed by (chapter, id), so a section and its translation are one section.
+        keys: dict[tuple[str, str], int] = {}
+        for sec in index.sections:
+            keys.setdefault((sec["chapter"], sec["id"]), len(keys))
+        self.section_keys = list(keys)
+        self._chunk_section = np.array([keys[(chapter_of(c.source), c.section)] for c in self.chunks])
+        self._title_section = np.array([keys[(s["chapter"], s["id"])] for s in index.sections])
 
     @classmethod
     def load(cls, index_dir: str | Path = DEFAULT_INDEX, rebuild: bool = False) -> "Retriever":
-        """Load an index; with rebuild=True a missing or stale index is rebuilt first (with a message)."""
+        """Load an index; with rebuild=True a stale index is rebuilt first (with a message)."""
         index_dir = Path(index_dir)
+        manifest = read_manifest(index_dir)
+        encoder = load_encoder(manifest["encoder"]["id"])  # loads in the background meanwhile
         try:
-            manifest = read_manifest(index_dir)
-            encoder = load_encoder(manifest["encoder"]["id"])  # starts loading in the background
             index = load_index(index_dir)
         except StaleIndexError as e:
             if not rebuild:
                 raise
-            print(f"{e.args[0].split('. Rebuild')[0]}; rebuilding it now...", flush=True)
-            manifest = read_manifest(index_dir)
-            encoder = load_encoder(manifest["encoder"]["id"])
+            print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
             corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
             build_index(corpus, index_dir, encoder, manifest["index_type"],
                         manifest["chunking"]["max_chars"], progress=True)
             index = load_index(index_dir)
-        if index.manifest["encoder"]["id"] != encoder.id:  # only if rebuilt with another encoder
-            encoder = load_encoder(index.manifest["encoder"]["id"])
         return cls(index, encoder)
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'."""
         query = check_query(query, k, mode)
-        scores = self.chunk_scores(query, mode)
-        return self._per_section(scores, k)
+        chunk_scores, section_scores = self.scores(query, mode)
+        return self.hits(chunk_scores, section_scores, k)
 
-    def chunk_scores(self, query: str, mode: str = "hybrid") -> np.ndarray:
-        """A fused relevance score in [0, 1] for every chunk."""
+    def scores(self, query: str, mode: str = "hybrid") -> tuple[np.ndarray, np.ndarray]:
+        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys)."""
         n = len(self.chunks)
-        dense = lexical = None
+        title = None
         if mode in ("hybrid", "dense"):
             qv = self.encoder.encode([query])
             sims, ids = self.index.vectors.search(qv, n)
             dense = np.zeros(n, dtype=np.float32)
             ok = ids[0] >= 0
             dense[ids[0][ok]] = np.clip(sims[0][ok], 0.0, 1.0)
-            if mode == "dense":
-                return dense
-        lexical = self.index.bm25.scores(self.index.tokenize(query))
-        top = float(lexical.max()) if n else 0.0
-        lexical = lexical / top if top > 0 else lexical
-        if mode == "lexical":
-            return lexical
-        w = DENSE_WEIGHT[detect_language(query)]
-        return w * dense + (1.0 - w) * lexical
+            title = np.zeros(len(self.section_keys), dtype=np.float32)
+            np.maximum.at(title, self._title_section, np.clip(self.index.titles @ qv[0], 0.0, 1.0))
+        if mode != "dense":
+            lexical = self.index.bm25.scores(self.index.tokenize(query))
+            top = float(lexical.max()) if n else 0.0
+            lexical = lexical / top if top > 0 else lexical
+        if mode == "dense":
+            chunk = dense
+        elif mode == "lexical":
+            chunk = lexical
+        else:
+            w = DENSE_WEIGHT[detect_language(query)]
+            chunk = w * dense + (1.0 - w) * lexical
+        section = np.zeros(len(self.section_keys), dtype=np.float32)
+        np.maximum.at(section, self._chunk_section, chunk)
+        if title is not None:
+            section = (section + TITLE_WEIGHT * title) / (1.0 + TITLE_WEIGHT)
+        return chunk, section
 
-    def _per_section(self, scores: np.ndarray, k: int) -> list[Hit]:
-        hits: list[Hit] = []
-        seen = set()
-        for i in np.argsort(-scores, kind="stable"):
-            if scores[i] <= 0:
-                break  # no evidence at all for the rest
-            key = self._section_of[i]
-            if key[1] in seen:
-                continue
-            seen.add(key[1])
-            c = self.chunks[i]
-            hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(scores[i]), 6),
-                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id))
-            if len(hits) == k:
+    def hits(self, chunk_scores: np.ndarray, section_scores: np.ndarray, k: int) -> list[Hit]:
+        """The k best sections with evidence (score > 0), each shown by its best chunk."""
+        best: dict[int, int] = {}
+        for i in np.argsort(-chunk_scores, kind="stable"):
+            best.setdefault(int(self._chunk_section[i]), int(i))
+        hits = []
+        for sec in np.argsort(-section_scores, kind="stable")[:k]:
+            if section_scores[sec] <= 0:
                 break
+            c = self.chunks[best[int(sec)]]
+            hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(section_scores[sec]), 6),
+                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id))
         return hits

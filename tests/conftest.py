@@ -1,0 +1,71 @@
+"""Shared fixtures: a fast fake encoder and small corpora for unit tests; the real models once per session."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO.parent / "shared" / "seed" / "ch10_transfer_learning.zh.txt"
+
+
+class FakeEncoder:
+    """Deterministic bag-of-characters vectors: texts sharing characters are similar. Fast, no model."""
+
+    id = "fake-chars"
+    dim = 64
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for ch in t:
+                if not ch.isspace():
+                    out[i, hashlib.md5(ch.encode()).digest()[0] % self.dim] += 1.0
+            n = np.linalg.norm(out[i])
+            out[i] = out[i] / n if n else out[i]
+        return out
+
+
+SMALL_ZH = """# 测试章
+
+## 1.1 什么是猫？
+
+猫是一种小型食肉动物。猫喜欢睡觉。
+
+## 1.2 什么是狗？
+
+狗是人类的朋友。狗会看家。
+
+### 狗的品种
+
+金毛和哈士奇都是常见的狗。
+
+## 参考文献
+
+1. 动物百科
+"""
+
+
+@pytest.fixture
+def fake_encoder():
+    return FakeEncoder()
+
+
+@pytest.fixture
+def small_corpus(tmp_path):
+    """A two-section chapter with a sub-block and an unnumbered reference part."""
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "animals.zh.md").write_text(SMALL_ZH, encoding="utf-8")
+    return d
+
+
+@pytest.fixture(scope="session")
+def retriever():
+    """The real retriever over the committed index (default encoder), loaded once."""
+    from rag import Retriever
+
+    return Retriever.load(REPO / "index")

@@ -1,0 +1,139 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from rag.index import build_index, load_index, read_corpus
+from rag.retriever import Retriever
+from rag.types import DamagedIndexError, IndexMissingError, RagError, StaleIndexError
+
+
+@pytest.fixture
+def built(tmp_path, small_corpus, fake_encoder):
+    index = tmp_path / "index"
+    build_index(small_corpus, index, fake_encoder)
+    return index
+
+
+def test_build_writes_a_complete_manifest(built, small_corpus):
+    m = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
+    assert m["format_version"] == 1 and m["package_version"]
+    assert m["encoder"] == {"id": "fake-chars", "dim": 64}
+    assert m["index_type"] == "Flat" and m["chunking"] == {"max_chars": 600}
+    assert set(m["corpus"]) == {"animals.zh.md"} and len(m["corpus"]["animals.zh.md"]["sha256"]) == 64
+    assert m["counts"] == {"sections": 3, "chunks": 3}
+    lines = (built / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    assert "猫是一种小型食肉动物" in lines[0]  # ensure_ascii=False: Chinese stays readable
+
+
+def test_build_is_deterministic(tmp_path, small_corpus, fake_encoder, built):
+    again = tmp_path / "again"
+    build_index(small_corpus, again, fake_encoder)
+    for f in sorted(p.relative_to(built) for p in built.rglob("*") if p.is_file()):
+        if f.name == "manifest.json":
+            a, b = (json.loads((d / f).read_text()) for d in (built, again))
+            a.pop("corpus_dir"), b.pop("corpus_dir")
+            assert a == b
+        else:
+            assert (built / f).read_bytes() == (again / f).read_bytes(), f
+
+
+def test_failed_build_leaves_previous_index(tmp_path, small_corpus, fake_encoder, built, monkeypatch):
+    before = {p.name: p.read_bytes() for p in built.iterdir() if p.is_file()}
+    (small_corpus / "animals.zh.md").write_text("## 9.9 新\n\n新的内容。\n", encoding="utf-8")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("rag.index.build_bm25", boom)
+    with pytest.raises(OSError):
+        build_index(small_corpus, built, fake_encoder)
+    assert {p.name: p.read_bytes() for p in built.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in built.parent.iterdir()) == ["corpus", "index"]  # no temp dirs left
+
+
+def test_stale_corpus_encoder_and_format_are_reported(built, small_corpus):
+    load_index(built)  # fresh
+    (small_corpus / "animals.zh.md").write_text("## 1.1 改了\n\n内容。\n", encoding="utf-8")
+    with pytest.raises(StaleIndexError, match="animals.zh.md changed.*rag build"):
+        load_index(built)
+    (small_corpus / "more.md").write_text("## 2.1 新\n\n内容。\n", encoding="utf-8")
+    with pytest.raises(StaleIndexError, match="added or removed.*more.md"):
+        load_index(built)
+    m = json.loads((built / "manifest.json").read_text())
+    m["format_version"] = 99
+    (built / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(StaleIndexError, match="format 99"):
+        load_index(built)
+
+
+def test_other_encoder_is_reported():
+    from rag.index import check_fresh, read_manifest
+
+    with pytest.raises(StaleIndexError, match="built with encoder 'use-multilingual-v3'.*--model other"):
+        check_fresh(REPO / "index", read_manifest(REPO / "index"), encoder_id="other")
+
+
+@pytest.mark.parametrize("damage", ["truncate_faiss", "edit_chunk", "drop_chunk_line", "remove_file", "bad_manifest"])
+def test_damaged_index_is_detected(built, damage):
+    if damage == "truncate_faiss":
+        data = (built / "vectors.faiss").read_bytes()
+        (built / "vectors.faiss").write_bytes(data[: len(data) // 2])
+    elif damage == "edit_chunk":
+        text = (built / "chunks.jsonl").read_text(encoding="utf-8")
+        (built / "chunks.jsonl").write_text(text.replace("猫", "虎", 1), encoding="utf-8")
+    elif damage == "drop_chunk_line":
+        lines = (built / "chunks.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        (built / "chunks.jsonl").write_text("".join(lines[1:]), encoding="utf-8")
+    elif damage == "remove_file":
+        (built / "bm25" / "vocab.index.json").unlink()
+    else:
+        (built / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(DamagedIndexError, match="rag build"):
+        load_index(built)
+
+
+def test_missing_index(tmp_path):
+    with pytest.raises(IndexMissingError, match="no index at .*rag build --index"):
+        load_index(tmp_path / "nowhere")
+
+
+def test_index_factory_types(tmp_path, small_corpus, fake_encoder):
+    build_index(small_corpus, tmp_path / "hnsw", fake_encoder, index_type="HNSW8")
+    assert load_index(tmp_path / "hnsw").vectors.ntotal == 3
+    with pytest.raises(RagError, match="does not work for 3 vectors"):
+        build_index(small_corpus, tmp_path / "ivf", fake_encoder, index_type="IVF64,Flat")
+    with pytest.raises(RagError, match="does not work"):
+        build_index(small_corpus, tmp_path / "bad", fake_encoder, index_type="NoSuchType")
+
+
+def test_fake_encoder_retrieval_end_to_end(built, fake_encoder):
+    r = Retriever(load_index(built), fake_encoder)
+    assert r.search("狗会看家吗", k=1)[0].section == "1.2"
+    assert r.search("猫喜欢睡觉", k=1, mode="lexical")[0].section == "1.1"
+
+
+def test_committed_index_is_fresh(tmp_path):
+    """Rebuilding the bundled chapter reproduces the committed index (vectors up to float noise)."""
+    committed = REPO / "index"
+    load_index(committed)  # checksums and corpus hashes
+    fresh = tmp_path / "index"
+    build_index(REPO / "corpus", fresh)
+    for name in ("chunks.jsonl", "sections.jsonl", "lexicon.txt", "bm25/params.index.json"):
+        assert (committed / name).read_text(encoding="utf-8") == (fresh / name).read_text(encoding="utf-8"), name
+    for name in ("bm25/vocab.index.json",):
+        assert json.loads((committed / name).read_text()) == json.loads((fresh / name).read_text())
+    a, b = load_index(committed), load_index(fresh, check_corpus=False)
+    np.testing.assert_allclose(a.vectors.reconstruct_n(0, a.vectors.ntotal),
+                               b.vectors.reconstruct_n(0, b.vectors.ntotal), atol=1e-4)
+    np.testing.assert_allclose(a.titles, b.titles, atol=1e-4)
+
+
+def test_read_corpus_keeps_offsets_across_files(small_corpus):
+    shutil.copy(small_corpus / "animals.zh.md", small_corpus / "second.md")
+    sections, chunks, files = read_corpus(small_corpus)
+    assert [c.id for c in chunks] == list(range(len(chunks)))
+    for c in chunks:
+        assert (small_corpus / c.source).read_text(encoding="utf-8")[c.start:c.end] == c.text
