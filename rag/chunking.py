@@ -87,3 +87,22 @@ def chunk_sections(text: str, sections: list[Section], lang: str, first_id: int 
             chunks.append(Chunk(id=first_id + len(chunks), section=sec.id, title=sec.title,
                                 source=sec.source, start=s, end=e, text=text[s:e], lang=lang))
     return chunks
+
+
+_MARKER = re.compile(r"(?:#{1,6}\s+|\s*(?:[-*+]|\d+[.)、])\s+)")
+
+
+def sentence_spans(text: str, section: Section) -> list[tuple[int, int, int]]:
+    """(start, end, block number) of each sentence of a section, list and heading markers left out."""
+    out = []
+    for b, (s, e) in enumerate(split_blocks(text, section.start, section.end)):
+        m = _MARKER.match(text, s, e)
+        out.extend((a, z, b) for a, z in split_sentences(text, m.end() if m else s, e))
+    return out
+
+
+def align_blocks(text: str, section: Section, original_text: str, original: Section) -> list[tuple[int, int]] | None:
+    """For each block of a translated section, the [s, e) span of its original block; None if they differ in number."""
+    ours = split_blocks(text, section.start, section.end)
+    theirs = split_blocks(original_text, original.start, original.end)
+    return theirs if len(ours) == len(theirs) else None

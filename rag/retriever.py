@@ -20,7 +20,7 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # Weight of the dense score in the hybrid fusion, by question language (the lexical score gets
 # the rest), and weight of the question-to-section-title similarity. Chosen on the dev part of
 # eval/questions.jsonl; see README "How it works".
-DENSE_WEIGHT = {"zh": 0.5, "en": 0.9}
+DENSE_WEIGHT = {"zh": 0.5, "en": 0.3}
 TITLE_WEIGHT = 0.4
 
 
@@ -58,6 +58,13 @@ class Retriever:
         self.section_keys = list(keys)
         self._chunk_section = np.array([keys[(chapter_of(c.source), c.section)] for c in self.chunks])
         self._title_section = np.array([keys[(s["chapter"], s["id"])] for s in index.sections])
+        chunk_langs = np.array([c.lang for c in self.chunks])
+        title_langs = np.array([index.manifest["corpus"][s["source"]]["lang"] for s in index.sections])
+        # A question is matched against text in its own language when the corpus has some
+        # (a translation beside the original); otherwise against everything, cross-lingually.
+        self._lexical = {lang: (scorer, np.flatnonzero(chunk_langs == lang)) for lang, scorer in index.bm25.items()}
+        self._masks = {lang: ((chunk_langs == lang) | ~np.any(chunk_langs == lang),
+                              (title_langs == lang) | ~np.any(title_langs == lang)) for lang in ("zh", "en")}
 
     @classmethod
     def load(cls, index_dir: str | Path = DEFAULT_INDEX, rebuild: bool = False) -> "Retriever":
@@ -86,6 +93,8 @@ class Retriever:
     def scores(self, query: str, mode: str = "hybrid") -> tuple[np.ndarray, np.ndarray]:
         """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys)."""
         n = len(self.chunks)
+        lang = detect_language(query)
+        chunk_mask, title_mask = self._masks[lang]
         title = None
         if mode in ("hybrid", "dense"):
             qv = self.encoder.encode([query])
@@ -94,9 +103,12 @@ class Retriever:
             ok = ids[0] >= 0
             dense[ids[0][ok]] = np.clip(sims[0][ok], 0.0, 1.0)
             title = np.zeros(len(self.section_keys), dtype=np.float32)
-            np.maximum.at(title, self._title_section, np.clip(self.index.titles @ qv[0], 0.0, 1.0))
+            np.maximum.at(title, self._title_section, np.clip(self.index.titles @ qv[0], 0.0, 1.0) * title_mask)
         if mode != "dense":
-            lexical = self.index.bm25.scores(self.index.tokenize(query))
+            tokens = self.index.tokenize(query)
+            lexical = np.zeros(n, dtype=np.float32)
+            for scorer, ids in ([self._lexical[lang]] if lang in self._lexical else self._lexical.values()):
+                lexical[ids] = scorer.scores(tokens)
             top = float(lexical.max()) if n else 0.0
             lexical = lexical / top if top > 0 else lexical
         if mode == "dense":
@@ -104,8 +116,9 @@ class Retriever:
         elif mode == "lexical":
             chunk = lexical
         else:
-            w = DENSE_WEIGHT[detect_language(query)]
+            w = DENSE_WEIGHT[lang]
             chunk = w * dense + (1.0 - w) * lexical
+        chunk = chunk * chunk_mask
         section = np.zeros(len(self.section_keys), dtype=np.float32)
         np.maximum.at(section, self._chunk_section, chunk)
         if title is not None:

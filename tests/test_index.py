@@ -88,7 +88,7 @@ def test_damaged_index_is_detected(built, damage):
         lines = (built / "chunks.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
         (built / "chunks.jsonl").write_text("".join(lines[1:]), encoding="utf-8")
     elif damage == "remove_file":
-        (built / "bm25" / "vocab.index.json").unlink()
+        (built / "bm25" / "zh" / "vocab.index.json").unlink()
     else:
         (built / "manifest.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(DamagedIndexError, match="rag build"):
@@ -121,9 +121,9 @@ def test_committed_index_is_fresh(tmp_path):
     load_index(committed)  # checksums and corpus hashes
     fresh = tmp_path / "index"
     build_index(REPO / "corpus", fresh)
-    for name in ("chunks.jsonl", "sections.jsonl", "lexicon.txt", "bm25/params.index.json"):
+    for name in ("chunks.jsonl", "sections.jsonl", "lexicon.txt", "sentences.jsonl", "bm25/zh/params.index.json", "bm25/en/params.index.json"):
         assert (committed / name).read_text(encoding="utf-8") == (fresh / name).read_text(encoding="utf-8"), name
-    for name in ("bm25/vocab.index.json",):
+    for name in ("bm25/zh/vocab.index.json", "bm25/en/vocab.index.json"):
         assert json.loads((committed / name).read_text()) == json.loads((fresh / name).read_text())
     a, b = load_index(committed), load_index(fresh, check_corpus=False)
     np.testing.assert_allclose(a.vectors.reconstruct_n(0, a.vectors.ntotal),
