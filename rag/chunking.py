@@ -10,8 +10,9 @@ MAX_CHARS = 600
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)、])\s+")
 _HEADING_LINE = re.compile(r"^#{1,6}\s")
-# A sentence ends after Chinese/English terminal punctuation (and any closing quotes/brackets).
-_SENTENCE_END = re.compile(r"[。！？；!?;]+[”’」』）)\]]*|\.(?=\s)")
+# A sentence ends after Chinese terminal punctuation (。！？；), or ! ? . before a space, with any
+# closing quotes/brackets. An English ";" does not end a sentence.
+_SENTENCE_END = re.compile(r"(?:[。！？；]+|[!?]+|\.)[”’」』）)\]]*(?=\s|$|[^\x00-\x7f])|[。！？；]+[”’」』）)\]]*")
 
 
 def split_blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -36,7 +37,7 @@ def split_blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentences of text[start:end] (ending at 。！？； or '. '), as trimmed [s, e) spans."""
+    """Sentences of text[start:end] (ending at 。！？； or . ! ? before a space), as trimmed [s, e) spans."""
     spans = []
     s = start
     for m in _SENTENCE_END.finditer(text, start, end):
@@ -92,13 +93,41 @@ def chunk_sections(text: str, sections: list[Section], lang: str, first_id: int 
 _MARKER = re.compile(r"(?:#{1,6}\s+|\s*(?:[-*+]|\d+[.)、])\s+)")
 
 
-def sentence_spans(text: str, section: Section) -> list[tuple[int, int, int]]:
-    """(start, end, block number) of each sentence of a section, list and heading markers left out."""
+def sentence_spans(text: str, section: Section) -> list[tuple[int, int, int, bool]]:
+    """(start, end, block number, in a list item) of each sentence of a section, markers left out."""
     out = []
     for b, (s, e) in enumerate(split_blocks(text, section.start, section.end)):
         m = _MARKER.match(text, s, e)
-        out.extend((a, z, b) for a, z in split_sentences(text, m.end() if m else s, e))
+        item = bool(m) and not text[s:m.end()].lstrip().startswith("#")
+        out.extend((a, z, b, item) for a, z in split_sentences(text, m.end() if m else s, e))
     return out
+
+
+def align_sentences(ours: list[tuple[int, int]], theirs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """For each of our sentences, the span of the translated block's sentences at the same relative place.
+
+    Both lists are the sentences of one block and its translation. With as many on both sides they
+    pair one to one; otherwise each of ours takes the sentences of theirs whose middle falls inside
+    its share of the block (by characters), or the nearest one.
+    """
+    if len(ours) == len(theirs):
+        return list(theirs)
+
+    def shares(spans):
+        total = sum(e - s for s, e in spans) or 1
+        out, pos = [], 0
+        for s, e in spans:
+            out.append((pos / total, (pos + e - s) / total))
+            pos += e - s
+        return out
+
+    mids = [(a + b) / 2 for a, b in shares(theirs)]
+    aligned = []
+    for a, b in shares(ours):
+        inside = [i for i, m in enumerate(mids) if a <= m < b] or \
+                 [min(range(len(mids)), key=lambda i: abs(mids[i] - (a + b) / 2))]
+        aligned.append((theirs[inside[0]][0], theirs[inside[-1]][1]))
+    return aligned
 
 
 def align_blocks(text: str, section: Section, original_text: str, original: Section) -> list[tuple[int, int]] | None:

@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="hybrid", help=f"one of {', '.join(MODES)}")
     s.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     s.add_argument("--json", action="store_true", help="print a JSON list of hits")
+
+    a = sub.add_parser("ask", help="answer a question with quotes from the chapter")
+    a.add_argument("question")
+    a.add_argument("--lang", default="auto", help="answer language: auto (the question's), zh or en")
+    a.add_argument("-k", type=int, default=5, help="sections to consider (default 5)")
+    a.add_argument("--index", type=Path, default=DEFAULT_INDEX)
+    a.add_argument("--json", action="store_true", help="print the answer as JSON")
     return p
 
 
@@ -78,7 +85,22 @@ def _search(args) -> int:
     return 0
 
 
-_COMMANDS = {"build": _build, "search": _search}
+def _ask(args) -> int:
+    from .answer import LANGUAGES, answer
+    from .retriever import Retriever, check_query
+
+    check_query(args.question, args.k)
+    if args.lang not in LANGUAGES:
+        raise RagError(f"unknown answer language {args.lang!r}; choose one of: {', '.join(LANGUAGES)}.")
+    ans = answer(args.question, Retriever.load(args.index, rebuild=True), lang=args.lang, k=args.k)
+    if args.json:
+        print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(ans.answer)
+    return 0
+
+
+_COMMANDS = {"build": _build, "search": _search, "ask": _ask}
 
 if __name__ == "__main__":
     sys.exit(main())

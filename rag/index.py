@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .chunking import MAX_CHARS, align_blocks, chunk_sections, sentence_spans
+from .chunking import MAX_CHARS, align_blocks, align_sentences, chunk_sections, sentence_spans
 from .corpus import file_language, find_chapters, parse_sections, read_text
 from .embedding import Encoder
+from .glossary import GLOSSARY_FILE, read_glossary
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
 from .types import Chunk, DamagedIndexError, Section, IndexMissingError, RagError, StaleIndexError
 
@@ -75,12 +76,17 @@ def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Sect
     return sections, chunks, files
 
 
+def _corpus_names(corpus_dir: Path) -> set[str]:
+    """The files an index depends on: the chapters and the glossary."""
+    return {p.name for p in corpus_dir.glob("*.md") if p.is_file()} | \
+        ({GLOSSARY_FILE} if (corpus_dir / GLOSSARY_FILE).is_file() else set())
+
+
 def read_sentences(corpus_dir: Path, sections: list[Section], files: dict) -> list[dict]:
     """Every sentence of every section; a sentence of a translation carries its aligned original.
 
     A translation (`X.en.md` beside `X.zh.md`) is aligned block by block (paragraph, list item)
-    with its original section; inside a block pair with as many sentences on both sides,
-    sentence by sentence, otherwise a sentence's original is its whole original block.
+    with its original section, then sentence by sentence inside a block (see align_sentences).
     """
     texts = {name: read_text(Path(corpus_dir) / name) for name in files}
     by_key = {(chapter_of(s.source), s.id, files[s.source]["lang"]): s for s in sections}
@@ -95,16 +101,15 @@ def read_sentences(corpus_dir: Path, sections: list[Section], files: dict) -> li
                         sec.source, sec.id, orig_sec.source)
         orig_spans = {}
         if blocks:
-            orig_text = texts[orig_sec.source]
-            theirs = sentence_spans(orig_text, orig_sec)
-            for b, (bs, be) in enumerate(blocks):
-                ours_b = [(a, z) for a, z, n in spans if n == b]
-                theirs_b = [(a, z) for a, z, n in theirs if n == b]
-                for i, span in enumerate(ours_b):
-                    orig_spans[span] = theirs_b[i] if len(ours_b) == len(theirs_b) else (bs, be)
-        for a, z, _ in spans:
+            theirs = sentence_spans(texts[orig_sec.source], orig_sec)
+            for b in range(len(blocks)):
+                ours_b = [(a, z) for a, z, n, _ in spans if n == b]
+                theirs_b = [(a, z) for a, z, n, _ in theirs if n == b]
+                if ours_b and theirs_b:
+                    orig_spans.update(zip(ours_b, align_sentences(ours_b, theirs_b)))
+        for a, z, block, item in spans:
             rec = {"source": sec.source, "section": sec.id, "title": sec.title, "lang": lang,
-                   "start": a, "end": z, "text": text[a:z]}
+                   "start": a, "end": z, "text": text[a:z], "block": block, "item": item}
             if (a, z) in orig_spans:
                 oa, oz = orig_spans[(a, z)]
                 rec["original"] = {"source": orig_sec.source, "section": orig_sec.id, "title": orig_sec.title,
@@ -125,7 +130,9 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     sections, chunks, files = read_corpus(corpus_dir, max_chars)
     encoder = encoder or load_encoder()
     texts = [embedding_text(c) for c in chunks]
-    lexicon = make_lexicon(texts)
+    glossary_path = corpus_dir / GLOSSARY_FILE
+    glossary = read_glossary(glossary_path)
+    lexicon = make_lexicon(texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
     titles = _encode_all(encoder, [s.title for s in sections], False)
@@ -150,6 +157,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
                 f.write(json.dumps({**rec, "tokens": tokenize(rec["text"])}, ensure_ascii=False) + "\n")
         np.save(tmp / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
+        if glossary:
+            shutil.copyfile(glossary_path, tmp / GLOSSARY_FILE)
         # One BM25 index per language: length normalization and IDF stay those of the text a
         # question is matched against (measured: +6 points hit@1 for Chinese questions).
         for lang in sorted({c.lang for c in chunks}):
@@ -161,7 +170,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             "index_type": index_type,
             "chunking": {"max_chars": max_chars},
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
-            "corpus": files,
+            "corpus": {**files, **({GLOSSARY_FILE: {"sha256": _sha256(glossary_path.read_bytes()), "lang": "glossary"}}
+                                   if glossary else {})},
             "counts": {"sections": len({(chapter_of(s.source), s.id) for s in sections}), "chunks": len(chunks)},
             "files": {p.relative_to(tmp).as_posix(): _sha256(p.read_bytes())
                       for p in sorted(tmp.rglob("*")) if p.is_file()},
@@ -232,6 +242,7 @@ class LoadedIndex:
     sentence_vectors: np.ndarray  # one row per sentence
     bm25: dict[str, BM25Scorer]  # by language
     tokenize: Tokenizer
+    glossary: list[tuple[str, list[str]]]
 
     @property
     def corpus_dir(self) -> Path:
@@ -267,7 +278,7 @@ def check_fresh(index_dir: Path, manifest: dict, encoder_id: str | None = None) 
         log.warning("corpus %s of index %s not found; cannot check that the index is fresh", corpus_dir, index_dir)
         return
     fix = f"Rebuild: rag build --corpus {corpus_dir} --index {index_dir}"
-    now = {p.name for p in corpus_dir.glob("*.md") if p.is_file()}
+    now = _corpus_names(corpus_dir)
     built = set(manifest["corpus"])
     if now != built:
         diff = sorted(now ^ built)
@@ -309,6 +320,7 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
         vectors = faiss.read_index(str(index_dir / "vectors.faiss"))
         bm25 = {p.name: BM25Scorer(p) for p in sorted((index_dir / "bm25").iterdir())}
         tokenize = Tokenizer(load_lexicon(index_dir / "lexicon.txt"))
+        glossary = read_glossary(index_dir / GLOSSARY_FILE)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
     per_lang = {lang: sum(c.lang == lang for c in chunks) for lang in bm25}
@@ -319,7 +331,7 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
         raise DamagedIndexError(f"{index_dir} is inconsistent: {len(chunks)} chunks, {vectors.ntotal} vectors, "
                                 f"{sum(b.num_docs for b in bm25.values())} BM25 documents. {fix}")
     return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, sentences, sentence_vectors,
-                       bm25, tokenize)
+                       bm25, tokenize, glossary)
 
 
 def _recover_interrupted_swap(index_dir: Path) -> None:

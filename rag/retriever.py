@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .glossary import translations
 from .embedding import Encoder, load_encoder
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, chapter_of, load_index, read_manifest
 from .types import Hit, RagError, StaleIndexError
@@ -22,6 +23,9 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # eval/questions.jsonl; see README "How it works".
 DENSE_WEIGHT = {"zh": 0.5, "en": 0.3}
 TITLE_WEIGHT = 0.4
+# A question in a language the corpus has no text in (an English question, a Chinese-only
+# chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
+CROSS_LINGUAL_DENSE_WEIGHT = 0.9
 
 
 def detect_language(text: str) -> str:
@@ -90,14 +94,19 @@ class Retriever:
         chunk_scores, section_scores = self.scores(query, mode)
         return self.hits(chunk_scores, section_scores, k)
 
-    def scores(self, query: str, mode: str = "hybrid") -> tuple[np.ndarray, np.ndarray]:
+    def embed(self, query: str) -> np.ndarray:
+        """The query's unit vector (one row)."""
+        return self.encoder.encode([query])
+
+    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys)."""
         n = len(self.chunks)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
+        same_language = lang in self._lexical
         title = None
         if mode in ("hybrid", "dense"):
-            qv = self.encoder.encode([query])
+            qv = self.embed(query) if qv is None else qv
             sims, ids = self.index.vectors.search(qv, n)
             dense = np.zeros(n, dtype=np.float32)
             ok = ids[0] >= 0
@@ -106,8 +115,10 @@ class Retriever:
             np.maximum.at(title, self._title_section, np.clip(self.index.titles @ qv[0], 0.0, 1.0) * title_mask)
         if mode != "dense":
             tokens = self.index.tokenize(query)
+            if not same_language:
+                tokens += self.index.tokenize(" ".join(translations(query, self.index.glossary)))
             lexical = np.zeros(n, dtype=np.float32)
-            for scorer, ids in ([self._lexical[lang]] if lang in self._lexical else self._lexical.values()):
+            for scorer, ids in ([self._lexical[lang]] if same_language else self._lexical.values()):
                 lexical[ids] = scorer.scores(tokens)
             top = float(lexical.max()) if n else 0.0
             lexical = lexical / top if top > 0 else lexical
@@ -116,7 +127,7 @@ class Retriever:
         elif mode == "lexical":
             chunk = lexical
         else:
-            w = DENSE_WEIGHT[lang]
+            w = DENSE_WEIGHT[lang] if same_language else CROSS_LINGUAL_DENSE_WEIGHT
             chunk = w * dense + (1.0 - w) * lexical
         chunk = chunk * chunk_mask
         section = np.zeros(len(self.section_keys), dtype=np.float32)

@@ -78,9 +78,10 @@ class Citation:
     original: Citation | None = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        if self.original is None:
-            d.pop("original")
+        """JSON-ready fields; `original` only for a translated quote."""
+        d = {k: v for k, v in asdict(self).items() if k != "original"}
+        if self.original is not None:
+            d["original"] = self.original.to_dict()
         return d
 
 

@@ -45,3 +45,13 @@ def test_split_blocks_and_sentences():
     assert sents == ["第一段第一句。", "第二句！"]
     en = "One sentence. Another one? Yes!"
     assert [en[s:e] for s, e in split_sentences(en, 0, len(en))] == ["One sentence.", "Another one?", "Yes!"]
+
+
+def test_align_sentences_pairs_by_position():
+    from rag.chunking import align_sentences
+
+    theirs = [(0, 10), (10, 20), (20, 30)]
+    assert align_sentences([(0, 5), (5, 9), (9, 12)], theirs) == theirs  # as many: one to one
+    # two of ours over three of theirs (by length): each takes the ones whose middle falls in its share
+    assert align_sentences([(0, 50), (50, 100)], theirs) == [(0, 10), (10, 30)]
+    assert align_sentences([(0, 10), (10, 20), (20, 30), (30, 40)], [(0, 40)]) == [(0, 40)] * 4

@@ -71,3 +71,15 @@ def test_file_language():
     assert file_language("ch.en.md", "什么") == "en"
     assert file_language("ch.md", "迁移学习") == "zh"
     assert file_language("ch.md", "transfer learning") == "en"
+
+
+def test_translation_is_marked_and_aligned_paragraph_by_paragraph():
+    from rag.chunking import align_blocks
+
+    zh_text, en_text = read_text(CHAPTER), read_text(REPO / "corpus" / "ch10_transfer_learning.en.md")
+    assert "English translation" in en_text.split("\n# ", 1)[0]  # the header says it is a translation
+    zh = {s.id: s for s in parse_sections(zh_text, "zh")}
+    en = {s.id: s for s in parse_sections(en_text, "en")}
+    assert list(zh) == list(en)
+    for sid in zh:
+        assert align_blocks(en_text, en[sid], zh_text, zh[sid]) is not None, sid

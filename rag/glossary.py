@@ -1,0 +1,38 @@
+"""A bilingual glossary of the chapter's terms (corpus/glossary.tsv): Chinese <TAB> English|variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .types import RagError
+
+GLOSSARY_FILE = "glossary.tsv"
+
+
+def read_glossary(path: Path) -> list[tuple[str, list[str]]]:
+    """(Chinese term, English variants) pairs; an absent file is an empty glossary."""
+    if not path.is_file():
+        return []
+    pairs = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise RagError(f"{path}:{n}: expected 'Chinese<TAB>English|variants', got {line!r}.")
+        pairs.append((parts[0].strip(), [v.strip() for v in parts[1].split("|") if v.strip()]))
+    return pairs
+
+
+def translations(question: str, glossary: list[tuple[str, list[str]]]) -> list[str]:
+    """The other-language terms of the glossary terms found in a question (longest terms first)."""
+    q = question.lower()
+    out = []
+    for zh, en in sorted(glossary, key=lambda p: -len(p[0])):
+        if zh in question:
+            out.append(en[0])
+        for variant in en:
+            if variant.lower() in q:
+                out.append(zh)
+                break
+    return out
