@@ -12,6 +12,7 @@ from .types import RagError
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .evaluate import DEFAULT_QUESTIONS
     from .index import DEFAULT_CORPUS, DEFAULT_INDEX
     from .retriever import MODES
 
@@ -40,6 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("-k", type=int, default=5, help="sections to consider (default 5)")
     a.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     a.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    e = sub.add_parser("eval", help="evaluate retrieval and answers on a question set")
+    e.add_argument("questions", nargs="?", type=Path, default=DEFAULT_QUESTIONS,
+                   help="JSONL question set or BEIR directory (default: the shipped set)")
+    e.add_argument("--split", default="all", help="dev, test or all (questions with a 'split' field)")
+    e.add_argument("--modes", default="hybrid,dense,lexical", help="comma-separated retrieval modes")
+    e.add_argument("-k", type=int, default=10, help="sections retrieved per question (default 10)")
+    e.add_argument("--index", type=Path, default=DEFAULT_INDEX)
+    e.add_argument("--json", action="store_true", help="print results as JSON")
+    e.add_argument("--report", type=Path, metavar="DIR", help="write report.md, results.json and modes.png")
+    e.add_argument("--compare", type=Path, metavar="BASELINE", help="a results.json to compare against")
+    e.add_argument("--floor", action="append", default=[], metavar="METRIC=VALUE",
+                   help="fail (exit 1) if METRIC (e.g. hybrid/all/mrr@10) is below VALUE; repeatable")
+    e.add_argument("--floors", type=Path, metavar="FILE", help="JSON file of {metric: floor}")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -100,7 +116,71 @@ def _ask(args) -> int:
     return 0
 
 
-_COMMANDS = {"build": _build, "search": _search, "ask": _ask}
+def _eval(args) -> int:
+    from .evaluate import check_floors, compare, read_questions, run_eval
+    from .report import failure_lines, tables, write_report
+    from .retriever import MAX_K, MODES, Retriever
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise RagError(f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from: {', '.join(MODES)}.")
+    if not 1 <= args.k <= MAX_K:
+        raise RagError(f"k must be a whole number from 1 to {MAX_K}, not {args.k}.")
+    floors = _floors(args)
+    questions = read_questions(args.questions)
+    if args.split != "all":
+        questions = [q for q in questions if q.get("split") == args.split]
+        if not questions:
+            raise RagError(f"no questions with split {args.split!r} in {args.questions}. Use --split all.")
+    baseline = _read_json(args.compare) if args.compare else None
+    results = run_eval(questions, Retriever.load(args.index, rebuild=True), modes, args.k, progress=not args.quiet)
+    results["questions"], results["split"] = str(args.questions), args.split
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        print(f"{args.questions} ({args.split}): {len(questions)} questions\n")
+        print(tables(results) + "\n\n" + failure_lines(results))
+    if args.report:
+        write_report(results, args.report, f"Evaluation: {args.questions.name} ({args.split})")
+        print(f"\nreport written to {args.report}/report.md", file=sys.stderr)
+    if baseline is not None:
+        metrics, questions_changed = compare(results, baseline)
+        print(f"\nCompared with {args.compare}:")
+        for name, was, now in metrics:
+            print(f"  {name:<32} {was:.3f} -> {now:.3f}  ({now - was:+.3f})")
+        for qid, mode, change in questions_changed:
+            print(f"  {qid} {mode}: {change}")
+        if not metrics and not questions_changed:
+            print("  no change")
+    below = check_floors(results, floors)
+    for msg in below:
+        print(f"FAIL: {msg}", file=sys.stderr)
+    return 1 if below else 0
+
+
+def _floors(args) -> dict[str, float]:
+    floors = {k: float(v) for k, v in _read_json(args.floors).items()} if args.floors else {}
+    for item in args.floor:
+        name, sep, value = item.partition("=")
+        try:
+            floors[name.strip()] = float(value)
+        except ValueError:
+            raise RagError(f"--floor takes METRIC=VALUE, e.g. hybrid/all/mrr@10=0.9, not {item!r}.") from None
+        if not sep:
+            raise RagError(f"--floor takes METRIC=VALUE, e.g. hybrid/all/mrr@10=0.9, not {item!r}.")
+    return floors
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RagError(f"cannot read {path} as JSON ({type(e).__name__}). Pass a results.json written by "
+                       "rag eval --report, or a JSON object of floors.") from None
+
+
+_COMMANDS = {"build": _build, "search": _search, "ask": _ask, "eval": _eval}
 
 if __name__ == "__main__":
     sys.exit(main())

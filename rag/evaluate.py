@@ -14,6 +14,7 @@ from pathlib import Path
 from .types import RagError
 
 LANGS = ("zh", "en")
+DEFAULT_QUESTIONS = Path(__file__).resolve().parent.parent / "eval" / "questions.jsonl"
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr@10", "ndcg@10", "recall@5")
 
 
@@ -151,3 +152,125 @@ def abstention_scores(questions: list[dict], abstained: dict[str, bool]) -> dict
     return {"abstain_precision": tp / len(said) if said else 1.0,
             "abstain_recall": tp / len(pos) if pos else 1.0,
             "abstain_rate_answerable": len(said - pos) / max(1, len(abstained.keys() - pos))}
+
+
+# ---------------------------------------------------------------- running a question set
+
+def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexical"), k: int = 10,
+             progress: bool = False) -> dict:
+    """Retrieval metrics per mode and language, answer metrics, timings, per-section and per-question results."""
+    import time
+
+    from .answer import answer
+
+    qrels_all = to_qrels(questions)
+    runs: dict[str, dict] = {m: {} for m in modes}
+    times: dict[str, list[float]] = {m: [] for m in (*modes, "answer")}
+    answers = {}
+    n = len(questions)
+    answer("什么是迁移学习？", retriever)  # warm-up: timings are of warm queries
+    for i, q in enumerate(questions, 1):
+        for m in modes:
+            t = time.perf_counter()
+            hits = retriever.search(q["question"], k=k, mode=m)
+            times[m].append(time.perf_counter() - t)
+            runs[m][q["id"]] = {h.section: h.score for h in hits}
+        t = time.perf_counter()
+        a = answer(q["question"], retriever)
+        times["answer"].append(time.perf_counter() - t)
+        answers[q["id"]] = a
+        if progress:
+            bar = "#" * (30 * i // n)
+            print(f"\revaluating [{bar:<30}] {i}/{n}", end="", file=__import__("sys").stderr, flush=True)
+    if progress:
+        print(file=__import__("sys").stderr)
+
+    groups = {"zh": [q for q in questions if q["lang"] == "zh"], "en": [q for q in questions if q["lang"] == "en"],
+              "all": questions}
+    retrieval = {m: {g: evaluate(to_qrels(qs), runs[m]) | {"n": len(to_qrels(qs))} for g, qs in groups.items()}
+                 for m in modes}
+    answer_metrics = {}
+    for g, qs in groups.items():
+        answerable = [q for q in qs if q["relevant"]]
+        correct = [q for q in answerable if not answers[q["id"]].abstained and answers[q["id"]].citations
+                   and answers[q["id"]].citations[0].section in q["relevant"]]
+        answer_metrics[g] = {"accuracy": len(correct) / len(answerable) if answerable else 0.0,
+                             "n": len(answerable), "unanswerable": len(qs) - len(answerable),
+                             **abstention_scores(qs, {q["id"]: answers[q["id"]].abstained for q in qs})}
+    sections: dict[str, dict] = {}
+    for sec in sorted({s for q in questions for s in q["relevant"]}, key=_section_order):
+        sub = {qid: rel for qid, rel in qrels_all.items() if sec in rel}
+        sections[sec] = {"n": len(sub), **{m: evaluate(sub, runs[m], ("hit@1", "mrr@10")) for m in modes}}
+    per_question = []
+    for q in questions:
+        a = answers[q["id"]]
+        per_question.append({
+            "id": q["id"], "question": q["question"], "lang": q["lang"], "relevant": q["relevant"],
+            "retrieved": {m: _ranked(runs[m][q["id"]])[:5] for m in modes},
+            "answer": {"abstained": a.abstained, "cited": list(dict.fromkeys(c.section for c in a.citations))},
+        })
+    timing = {m: {"mean_ms": 1000 * sum(v) / len(v), "p50_ms": 1000 * sorted(v)[len(v) // 2]}
+              for m, v in times.items() if v}
+    return {"n_questions": len(questions), "k": k, "modes": list(modes), "retrieval": retrieval,
+            "answers": answer_metrics, "sections": sections, "timing": timing, "per_question": per_question}
+
+
+def _section_order(section: str):
+    parts = section.split(".")
+    return (0, [int(p) for p in parts]) if all(p.isdigit() for p in parts) else (1, section)
+
+
+def failures(results: dict, mode: str = "hybrid") -> list[dict]:
+    """Questions whose first hit (retrieval) or first citation (answer) is wrong, or that abstained wrongly."""
+    out = []
+    for q in results["per_question"]:
+        got = q["retrieved"].get(mode, [])
+        a = q["answer"]
+        if q["relevant"]:
+            if not got or got[0] not in q["relevant"]:
+                out.append({**q, "kind": f"{mode} retrieval"})
+            elif a["abstained"] or not a["cited"] or a["cited"][0] not in q["relevant"]:
+                out.append({**q, "kind": "answer"})
+        elif not a["abstained"]:
+            out.append({**q, "kind": "answered, should abstain"})
+    return out
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """Every headline number as 'mode/lang/metric' (retrieval) or 'answer/lang/metric'."""
+    flat = {}
+    for m, by_lang in results["retrieval"].items():
+        for g, metrics in by_lang.items():
+            flat.update({f"{m}/{g}/{k}": v for k, v in metrics.items() if k != "n"})
+    for g, metrics in results["answers"].items():
+        flat.update({f"answer/{g}/{k}": v for k, v in metrics.items() if k not in ("n", "unanswerable")})
+    return flat
+
+
+def compare(results: dict, baseline: dict) -> tuple[list[tuple[str, float, float]], list[tuple[str, str, str]]]:
+    """(metric, baseline, now) for metrics that changed; (question id, was, now) for questions whose top hit changed."""
+    now, before = flat_metrics(results), flat_metrics(baseline)
+    metrics = [(k, before[k], now[k]) for k in sorted(now) if k in before and abs(now[k] - before[k]) > 1e-9]
+    old = {q["id"]: q for q in baseline.get("per_question", [])}
+    questions = []
+    for q in results["per_question"]:
+        b = old.get(q["id"])
+        if not b:
+            continue
+        for m in q["retrieved"]:
+            if m in b["retrieved"] and q["relevant"]:
+                was = bool(b["retrieved"][m]) and b["retrieved"][m][0] in q["relevant"]
+                is_ = bool(q["retrieved"][m]) and q["retrieved"][m][0] in q["relevant"]
+                if was != is_:
+                    questions.append((q["id"], m, "fixed" if is_ else "broken"))
+    return metrics, questions
+
+
+def check_floors(results: dict, floors: dict[str, float]) -> list[str]:
+    """Messages for every metric below its floor (an unknown metric name is an error)."""
+    flat = flat_metrics(results)
+    unknown = [k for k in floors if k not in flat]
+    if unknown:
+        raise RagError(f"unknown metric(s) {', '.join(unknown)}; names look like hybrid/all/mrr@10 or "
+                       f"answer/zh/accuracy. Known: {', '.join(sorted(flat))}")
+    return [f"{k} = {flat[k]:.3f} is below the floor {v:.3f}" for k, v in floors.items() if flat[k] < v]

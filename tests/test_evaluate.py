@@ -1,0 +1,131 @@
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from rag.evaluate import (abstention_scores, check_floors, compare, evaluate, hit_at, mrr_at, ndcg_at,
+                          read_beir, read_questions, recall_at, write_beir)
+from rag.types import RagError
+
+# q1: the relevant section is ranked second -> hit@1 0, hit@3 1, mrr 1/2.
+# q2: two relevant sections at ranks 1 and 3 -> recall@5 1, ndcg = (1 + 1/log2(4)) / (1 + 1/log2(3)).
+# q3: nothing relevant retrieved -> every metric 0.
+QRELS = {"q1": {"10.2": 1}, "q2": {"10.6": 1, "10.7": 1}, "q3": {"10.14": 1}}
+RUN = {"q1": {"10.1": 0.9, "10.2": 0.8, "10.3": 0.1},
+       "q2": {"10.6": 0.9, "10.8": 0.5, "10.7": 0.4},
+       "q3": {"10.1": 0.3}}
+
+
+def test_metrics_by_hand():
+    assert [hit_at(QRELS["q1"], RUN["q1"], k) for k in (1, 3)] == [0.0, 1.0]
+    assert mrr_at(QRELS["q1"], RUN["q1"], 10) == 0.5
+    assert recall_at(QRELS["q2"], RUN["q2"], 5) == 1.0 and recall_at(QRELS["q2"], RUN["q2"], 1) == 0.5
+    assert ndcg_at(QRELS["q2"], RUN["q2"], 10) == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+    m = evaluate(QRELS, RUN)
+    assert m["hit@1"] == pytest.approx(1 / 3) and m["mrr@10"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert evaluate(QRELS, {})["hit@5"] == 0.0  # a question missing from the run scores 0
+
+
+def test_metrics_agree_with_ranx_on_random_runs():
+    ranx = pytest.importorskip("ranx", reason="pip install ranx (test extra)")
+    import random
+
+    rng = random.Random(7)
+    docs = [f"d{i}" for i in range(12)]
+    qrels = {f"q{i}": {d: 1 for d in rng.sample(docs, rng.randint(1, 3))} for i in range(40)}
+    run = {q: {d: rng.random() for d in rng.sample(docs, rng.randint(1, 12))} for q in qrels}
+    ours = evaluate(qrels, run, ("hit@1", "hit@5", "mrr@10", "ndcg@10", "recall@5"))
+    theirs = ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), ["hit_rate@1", "hit_rate@5", "mrr@10", "ndcg@10", "recall@5"])
+    assert ours["hit@1"] == pytest.approx(theirs["hit_rate@1"])
+    assert ours["hit@5"] == pytest.approx(theirs["hit_rate@5"])
+    for m in ("mrr@10", "ndcg@10", "recall@5"):
+        assert ours[m] == pytest.approx(theirs[m]), m
+
+
+def test_abstention_scores():
+    qs = [{"id": "a", "relevant": ["10.1"]}, {"id": "b", "relevant": []}, {"id": "c", "relevant": []}]
+    s = abstention_scores(qs, {"a": True, "b": True, "c": False})
+    assert s == {"abstain_precision": 0.5, "abstain_recall": 0.5, "abstain_rate_answerable": 1.0}
+
+
+def test_shipped_question_set_shape():
+    qs = read_questions(REPO / "eval" / "questions.jsonl")
+    assert len(qs) >= 100 and len({q["id"] for q in qs}) == len(qs)
+    langs = [q["lang"] for q in qs]
+    assert abs(langs.count("zh") - langs.count("en")) <= 10
+    assert sum(not q["relevant"] for q in qs) >= 15
+    assert {q["split"] for q in qs} == {"dev", "test"}
+    covered = [s for q in qs for s in q["relevant"]]
+    for sec in ["10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.7", "10.8", "10.9", "10.10", "10.11",
+                "10.13", "10.14", "10.15", "Reference"]:
+        assert covered.count(sec) >= 3, sec
+
+
+def test_beir_round_trip(tmp_path):
+    qs = read_questions(REPO / "eval" / "questions.jsonl")[:20] + read_questions(REPO / "eval" / "questions.jsonl")[-2:]
+    write_beir(qs, tmp_path / "beir")
+    assert (tmp_path / "beir" / "qrels" / "test.tsv").read_text().startswith("query-id\tcorpus-id\tscore\n")
+    assert read_beir(tmp_path / "beir") == qs
+    assert read_questions(tmp_path / "beir") == qs
+
+
+def test_bad_question_files(tmp_path):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"id": "1", "question": "x"}\n{oops\n', encoding="utf-8")
+    with pytest.raises(RagError, match="q.jsonl:2: not a question line"):
+        read_questions(bad)
+    with pytest.raises(RagError, match="cannot read question set"):
+        read_questions(tmp_path / "missing.jsonl")
+    with pytest.raises(RagError, match="not a BEIR question set"):
+        read_questions(tmp_path)
+
+
+def test_floors_and_compare():
+    results = {"retrieval": {"hybrid": {"all": {"mrr@10": 0.8, "n": 3}}}, "answers": {"all": {"accuracy": 0.5, "n": 2,
+               "unanswerable": 0}}, "per_question": [{"id": "q1", "relevant": ["a"], "retrieved": {"hybrid": ["a"]}}]}
+    baseline = {"retrieval": {"hybrid": {"all": {"mrr@10": 0.9, "n": 3}}}, "answers": {"all": {"accuracy": 0.5, "n": 2,
+                "unanswerable": 0}}, "per_question": [{"id": "q1", "relevant": ["a"], "retrieved": {"hybrid": ["b"]}}]}
+    assert check_floors(results, {"hybrid/all/mrr@10": 0.85}) == ["hybrid/all/mrr@10 = 0.800 is below the floor 0.850"]
+    assert check_floors(results, {"answer/all/accuracy": 0.5}) == []
+    with pytest.raises(RagError, match="unknown metric"):
+        check_floors(results, {"hybrid/all/mrr@3": 0.1})
+    metrics, questions = compare(results, baseline)
+    assert metrics == [("hybrid/all/mrr@10", 0.9, 0.8)] and questions == [("q1", "hybrid", "fixed")]
+
+
+def rag(*args):
+    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def test_eval_cli_report_compare_and_floors(tmp_path):
+    qs = tmp_path / "q.jsonl"
+    qs.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in [
+        {"id": "a", "question": "什么是负迁移？", "lang": "zh", "relevant": ["10.14"]},
+        {"id": "b", "question": "What is end-to-end deep learning?", "lang": "en", "relevant": ["10.9"]},
+        {"id": "c", "question": "How do I bake bread?", "lang": "en", "relevant": []},
+    ]), encoding="utf-8")
+    out = rag("eval", str(qs), "--report", str(tmp_path / "rep"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "hit@1" in out.stdout and "first-citation acc" in out.stdout and "Per section" in out.stdout
+    for name in ("report.md", "results.json", "modes.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 0
+    res = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
+    assert res["retrieval"]["hybrid"]["all"]["hit@1"] == 1.0 and len(res["per_question"]) == 3
+    out = rag("eval", str(qs), "--modes", "hybrid", "--quiet", "--compare", str(tmp_path / "rep" / "results.json"),
+              "--floor", "hybrid/all/mrr@10=1.01")
+    assert out.returncode == 1 and "below the floor" in out.stderr and "Compared with" in out.stdout
+    for args, message in [(("--modes", "fuzzy"), "unknown mode"), (("--floor", "x"), "METRIC=VALUE"),
+                          (("--split", "nope"), "no questions with split"), (("-k", "0"), "k must be"),
+                          (("--compare", str(tmp_path / "none.json")), "cannot read")]:
+        out = rag("eval", str(qs), "--quiet", *args)
+        assert out.returncode == 2 and out.stderr.startswith("error:") and message in out.stderr, out.stderr
+
+
+def test_ci_guard_test_part_stays_above_committed_floors():
+    """The regression guard: retrieval and answers on the held-out test part stay above eval/floors.json."""
+    out = rag("eval", "--split", "test", "--modes", "hybrid", "--quiet", "--floors", str(REPO / "eval" / "floors.json"))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
