@@ -117,16 +117,20 @@ def coverage(question: str, r: Retriever) -> float:
     return sum(w for w, f in zip(weights, found) if f) / sum(weights)
 
 
-def answer(question: str, retriever: Retriever | None = None, lang: str = "auto", k: int = 5) -> Answer:
-    """Answer a question with quotes from the chapter, in the question's language (or `lang`)."""
-    question = check_query(question, k)
+def answer(question: str, retriever: Retriever | None = None, lang: str = "auto", k: int = 5,
+           mode: str = "hybrid") -> Answer:
+    """Answer a question with quotes from the chapter, in the question's language (or `lang`).
+
+    `mode` is the retrieval mode that picks the sections ('hybrid', 'dense' or 'lexical').
+    """
+    question = check_query(question, k, mode)
     if lang not in LANGUAGES:
         raise RagError(f"unknown answer language {lang!r}; choose one of: {', '.join(LANGUAGES)}.")
     r = retriever or default_retriever()
     qlang = detect_language(question)
     alang = qlang if lang == "auto" else lang
     qv = r.embed(question)
-    chunk_scores, section_scores = r.scores(question, "hybrid", qv=qv)
+    chunk_scores, section_scores = r.scores(question, mode, qv=qv)
     hits = r.hits(chunk_scores, section_scores, k)
     if not hits or coverage(question, r) < MIN_COVERAGE[qlang]:
         return _abstain(question, alang, hits, r)
@@ -160,7 +164,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
     chosen.sort(key=lambda i: (rank[s.section[i]], s.recs[i]["start"]))
     citations = tuple(_citation(s.recs[i], translated) for i in chosen)
     return Answer(question=question, language=alang, answer=_format(alang, citations, translated),
-                  abstained=False, citations=citations)
+                  abstained=False, citations=citations, hits=tuple(hits))
 
 
 def _with_context(chosen: list[int], s: _Sentences) -> list[int]:
@@ -232,7 +236,8 @@ def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
     if suggestions:
         text += sep + f["suggest"] + sep + ("；" if lang == "zh" else "; ").join(
             f"§{x['section']} {x['title']}" for x in suggestions)
-    return Answer(question=question, language=lang, answer=text, abstained=True, suggestions=suggestions)
+    return Answer(question=question, language=lang, answer=text, abstained=True, suggestions=suggestions,
+                  hits=tuple(hits))
 
 
 def section_title(r: Retriever, hit: Hit, lang: str) -> str:

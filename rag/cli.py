@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     a.add_argument("--json", action="store_true", help="print the answer as JSON")
 
+    v = sub.add_parser("serve", help="start the chat UI and HTTP API")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=7860)
+    v.add_argument("--index", type=Path, default=DEFAULT_INDEX)
+    v.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus to build from if the index is missing")
+    v.add_argument("--feedback", type=Path, default=None,
+                   help="feedback log (JSONL; default under the user's data directory)")
+
     e = sub.add_parser("eval", help="evaluate retrieval and answers on a question set")
     e.add_argument("questions", nargs="?", type=Path, default=DEFAULT_QUESTIONS,
                    help="JSONL question set or BEIR directory (default: the shipped set)")
@@ -180,7 +188,16 @@ def _read_json(path: Path) -> dict:
                        "rag eval --report, or a JSON object of floors.") from None
 
 
-_COMMANDS = {"build": _build, "search": _search, "ask": _ask, "eval": _eval}
+def _serve(args) -> int:
+    from .app import serve
+
+    if not 0 < args.port < 65536:
+        raise RagError(f"--port must be from 1 to 65535, not {args.port}.")
+    serve(args.index, args.corpus, args.host, args.port, args.feedback)
+    return 0
+
+
+_COMMANDS = {"build": _build, "search": _search, "ask": _ask, "eval": _eval, "serve": _serve}
 
 if __name__ == "__main__":
     sys.exit(main())

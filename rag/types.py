@@ -95,6 +95,7 @@ class Answer:
     abstained: bool
     citations: tuple[Citation, ...] = ()
     suggestions: tuple[dict, ...] = field(default_factory=tuple)
+    hits: tuple[Hit, ...] = field(default=(), repr=False)  # the retrieval behind it (not in to_dict)
 
     def to_dict(self) -> dict:
         return {

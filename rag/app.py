@@ -1,0 +1,336 @@
+"""Gradio chat UI and HTTP API on one local server (`rag serve`).
+
+    /            the chat page (Gradio; its endpoint /respond works from gradio_client)
+    /api/search  GET  q, k, mode        -> the `rag search --json` list
+    /api/ask     POST {question, lang, k} -> the `rag ask --json` object
+    /api/health  GET                     -> index info
+    /docs        OpenAPI docs
+
+Everything shown on the page is escaped: questions and corpus text are displayed as text,
+never as HTML or markdown.
+"""
+
+import html
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from .answer import answer, section_title
+from .feedback import append_feedback, default_feedback_path, feedback_record
+from .index import chapter_of
+from .retriever import MAX_K, MODES, Retriever, check_query, detect_language
+from .types import Answer, RagError
+
+LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
+NOT_ANSWERED = "— (the chapter does not answer this)"
+EXAMPLES = ["什么是负迁移？产生负迁移的原因有哪些？", "多任务学习在什么情况下会降低性能？", "端到端深度学习的优缺点",
+            "What is negative transfer?", "When does multi-task learning make sense?",
+            "What are the challenges of end-to-end deep learning?"]
+CSS = """
+.gradio-container, .gradio-container * { font-family: "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC",
+  "Microsoft YaHei", system-ui, sans-serif; }
+.sources section { border-top: 1px solid #ddd; padding: 8px 0; overflow-wrap: anywhere; }
+.sources .src-head { font-weight: 600; }
+.sources .score, .sources .tag { font-weight: 400; font-size: 0.85em; color: #666; margin-left: 6px; }
+.sources .tag { background: #eef; border-radius: 4px; padding: 0 4px; }
+.sources .src-body { white-space: pre-wrap; line-height: 1.6; }
+.sources mark { background: #ffe58a; }
+"""
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$])")
+
+
+def md_escape(text: str) -> str:
+    """Text that renders as itself in markdown: HTML and markdown syntax are escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
+
+
+def anchor(section: str) -> str:
+    return "src-" + re.sub(r"[^0-9A-Za-z]+", "-", section)
+
+
+def render_answer(a: Answer) -> str:
+    """The chat message for an answer: escaped quotes with clickable section citations."""
+    if a.abstained:
+        head = "🚫 **本章没有涉及这个问题。**" if a.language == "zh" else "🚫 **The chapter does not cover this.**"
+        sugg = "可以看看最接近的章节：" if a.language == "zh" else "The closest sections are:"
+        links = " · ".join(f"[§{md_escape(s['section'])} {md_escape(s['title'])}](#{anchor(s['section'])})"
+                           for s in a.suggestions)
+        return f"{head}\n\n{sugg} {links}" if links else head
+    frame, _, _ = a.answer.partition("\n")
+    lines = [f"**{md_escape(frame)}**", ""]
+    last = None
+    for c in a.citations:
+        if last is not None and c.section != last.section:
+            lines += [_cite_line(last), ""]
+        lines.append(f"> {md_escape(c.quote)}")
+        if c.original is not None:
+            lines.append(f">  \n> *原文：{md_escape(c.original.quote)}*")
+        lines.append(">")
+        last = c
+    lines.append(_cite_line(last))
+    return "\n".join(lines)
+
+
+def _cite_line(c) -> str:
+    return f"— [§{md_escape(c.section)} {md_escape(c.title)}](#{anchor(c.section)})"
+
+
+def _marked(text: str, start: int, spans: list[tuple[int, int]]) -> str:
+    """Escaped text[...] with the given absolute spans wrapped in <mark>."""
+    out, pos = [], 0
+    for s, e in sorted((s - start, e - start) for s, e in spans):
+        if s < pos or s < 0 or e > len(text):
+            continue
+        out += [html.escape(text[pos:s]), "<mark>", html.escape(text[s:e]), "</mark>"]
+        pos = e
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+class SourcePanel:
+    """Full section texts from the corpus files, for the sources panel."""
+
+    def __init__(self, r: Retriever):
+        self.r = r
+        corpus = r.index.corpus_dir
+        self.files = {name: (corpus / name).read_text(encoding="utf-8") for name, rec in
+                      r.index.manifest["corpus"].items() if rec["lang"] != "glossary" and (corpus / name).is_file()}
+        self.sections = {}  # (chapter, id, lang) -> section record
+        for sec in r.index.sections:
+            lang = r.index.manifest["corpus"][sec["source"]]["lang"]
+            self.sections[(sec["chapter"], sec["id"], lang)] = sec
+
+    def _block(self, sec: dict, spans, label: str | None, score: float | None, open_: bool = True) -> str:
+        text = self.files.get(sec["source"])
+        body = _marked(text[sec["start"]:sec["end"]].strip("\n"), sec["start"] + (
+            len(text[sec["start"]:sec["end"]]) - len(text[sec["start"]:sec["end"]].lstrip("\n"))), spans) \
+            if text is not None else "(corpus file not found)"
+        tag = f'<span class="tag">{html.escape(label)}</span>' if label else ""
+        sc = f'<span class="score">score {score:.3f}</span>' if score is not None else ""
+        head = f'§{html.escape(sec["id"])} {html.escape(sec["title"])}{sc}{tag}'
+        return f'<details {"open" if open_ else ""}><summary class="src-head">{head}</summary>' \
+               f'<div class="src-body">{body}</div></details>'
+
+    def render(self, a: Answer) -> str:
+        scores = {h.section: h.score for h in a.hits}
+        chapter = {h.section: chapter_of(h.source) for h in a.hits}
+        if a.abstained:
+            parts = [f"<h3>{'建议查看' if a.language == 'zh' else 'Suggested sections'}</h3>"]
+            for s in a.suggestions:
+                sec = self._find(chapter.get(s["section"]), s["section"], a.language)
+                if sec:
+                    parts.append(f'<section id="{anchor(s["section"])}">'
+                                 f'{self._block(sec, [], None, scores.get(s["section"]), open_=False)}</section>')
+            return '<div class="sources">' + "".join(parts) + "</div>"
+        parts = [f"<h3>{'来源' if a.language == 'zh' else 'Sources'}</h3>"]
+        for section in dict.fromkeys(c.section for c in a.citations):
+            cites = [c for c in a.citations if c.section == section]
+            lang = cites[0].lang
+            sec = self._find(chapter_of(cites[0].source), section, lang)
+            label = "English translation" if lang == "en" and any(c.original for c in cites) else None
+            blocks = [self._block(sec, [(c.start, c.end) for c in cites], label, scores.get(section))]
+            originals = [c.original for c in cites if c.original is not None]
+            if originals:
+                orig = self._find(chapter_of(originals[0].source), section, "zh")
+                blocks.append(self._block(orig, [(o.start, o.end) for o in originals], "中文原文 (original)", None))
+            parts.append(f'<section id="{anchor(section)}">{"".join(blocks)}</section>')
+        return '<div class="sources">' + "".join(parts) + "</div>"
+
+    def _find(self, chapter, section, lang):
+        for key_lang in (lang, "zh", "en"):
+            for (ch, sid, l), sec in self.sections.items():
+                if sid == section and l == key_lang and (chapter is None or ch == chapter):
+                    return sec
+        return None
+
+
+def build_ui(r: Retriever, feedback_path: Path):
+    """The Gradio Blocks page."""
+    import gradio as gr
+
+    panel = SourcePanel(r)
+    section_choices = [NOT_ANSWERED] + [f"§{sid} {section_title(r, _hit_for(r, key), 'zh')}"
+                                        for key in r.section_keys for sid in [key[1]]]
+
+    def run(message, history, k, mode, lang):
+        history = list(history or [])
+        try:
+            a = answer(message, r, lang=lang, k=int(k), mode=mode)
+        except (RagError, TypeError, ValueError) as e:
+            msg = str(e) if isinstance(e, RagError) else f"bad input ({e}). Type a question."
+            return history + [{"role": "user", "content": md_escape(str(message or ""))},
+                              {"role": "assistant", "content": f"⚠️ {md_escape(msg)}"}], "", None
+        return history + [{"role": "user", "content": md_escape(a.question)},
+                          {"role": "assistant", "content": render_answer(a)}], panel.render(a), a
+
+    def respond(message: str, history: list[dict] | None = None, k: int = 5, mode: str = "hybrid",
+                lang: str = "auto") -> tuple[list[dict], str]:
+        """Answer a question: returns the chat history with the answer, and the sources panel (HTML)."""
+        history, sources_html, _ = run(message, history, k, mode, lang)
+        return history, sources_html
+
+    with gr.Blocks(title="迁移学习 · Transfer learning Q&A") as demo:
+        gr.Markdown("## 第十章 迁移学习 · Chapter 10 Transfer learning — Q&A\n"
+                    "Ask in Chinese or English. Answers quote the chapter and cite its sections; English "
+                    "answers quote an English translation of the chapter, each with its Chinese original. "
+                    "问中文或英文皆可，回答引用原文并注明章节。")
+        asked = gr.State([])  # per assistant message: question, language, cited sections
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=320):
+                chat = gr.Chatbot(label="Chat", height=520, sanitize_html=True, elem_id="chat")
+                with gr.Row():
+                    box = gr.Textbox(placeholder="什么是负迁移？ / What is negative transfer?", show_label=False,
+                                     scale=5, elem_id="question", max_lines=4)
+                    send = gr.Button("Ask 提问", variant="primary", scale=1, elem_id="ask")
+                gr.Examples(EXAMPLES, inputs=box, label="Examples 示例")
+                clear = gr.Button("Clear chat 清空", elem_id="clear")
+                with gr.Row(visible=False) as fix_row:
+                    pick = gr.Dropdown(section_choices, label="Which section should have been cited? 应引用哪一节？",
+                                       scale=4)
+                    pick_send = gr.Button("Send feedback", scale=1)
+                note = gr.Markdown("")
+            with gr.Column(scale=2, min_width=300):
+                with gr.Accordion("Settings 设置", open=False):
+                    k = gr.Slider(1, 10, value=5, step=1, label="Passages 段落数 (k)")
+                    mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval mode 检索方式")
+                    lang = gr.Radio(LANG_CHOICES, value="auto", label="Answer language 回答语言")
+                sources = gr.HTML("", elem_id="sources")
+
+        def submit(message, history, k_, mode_, lang_, log):
+            history, sources_html, a = run(message, history, k_, mode_, lang_)
+            if a is not None:  # remembered for feedback on this answer
+                log = log + [{"index": len(history) - 1, "question": a.question,
+                              "lang": detect_language(a.question),
+                              "cited": list(dict.fromkeys(c.section for c in a.citations))}]
+            return history, sources_html, "", log
+
+        ev = dict(fn=submit, inputs=[box, chat, k, mode, lang, asked], outputs=[chat, sources, box, asked],
+                  api_visibility="private")
+        send.click(**ev)
+        box.submit(**ev)
+        gr.api(respond, api_name="respond")  # for gradio_client: message, history, k, mode, lang
+        clear.click(lambda: ([], "", [], gr.update(visible=False), ""), None, [chat, sources, asked, fix_row, note],
+                    api_visibility="private")
+
+        def on_like(log, data: gr.LikeData):
+            entry = next((e for e in log if e["index"] == data.index), None)
+            if entry is None or not entry["question"]:
+                return gr.update(visible=False), "", log
+            liked = data.liked in (True, "like", "Like")
+            if liked:
+                append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], entry["cited"],
+                                                               "up", entry["cited"]))
+                return gr.update(visible=False), "Thanks! 谢谢反馈。", log
+            return gr.update(visible=True), "Which section should it have cited? 请选择应引用的章节。", \
+                [e | {"pending": e["index"] == data.index} for e in log]
+
+        chat.like(on_like, [asked], [fix_row, note, asked], api_visibility="private")
+
+        def on_pick(choice, log):
+            entry = next((e for e in log if e.get("pending")), None)
+            if entry is None or not choice:
+                return gr.update(visible=True), "Pick a section first. 请先选择章节。", log
+            relevant = [] if choice == NOT_ANSWERED else [choice.split()[0].lstrip("§")]
+            append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], relevant, "down",
+                                                           entry["cited"]))
+            return gr.update(visible=False), "Thanks! 谢谢反馈。", [e | {"pending": False} for e in log]
+
+        pick_send.click(on_pick, [pick, asked], [fix_row, note, asked], api_visibility="private")
+    return demo
+
+
+def _hit_for(r: Retriever, key):
+    from .types import Hit
+
+    sec = next(s for s in r.index.sections if (s["chapter"], s["id"]) == key)
+    return Hit(section=sec["id"], title=sec["title"], text="", score=0.0, source=sec["source"], start=0, end=0)
+
+
+def build_api(r: Retriever):
+    """The FastAPI app with the /api routes and clear 4xx errors."""
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from .answer import LANGUAGES
+
+    app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the transfer-learning chapter.",
+                  version=r.index.manifest.get("package_version", ""))
+
+    class AskBody(BaseModel):
+        question: str
+        lang: str = "auto"
+        k: int = 5
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in detail:
+            detail += ": send a UTF-8 JSON object like {\"question\": \"什么是负迁移？\"}"
+        return JSONResponse({"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse({"error": f"bad request ({problems}). /api/ask takes a JSON body like "
+                                      '{"question": "什么是负迁移？", "lang": "auto", "k": 5}; /api/search takes '
+                                      "q, k and mode; see /docs."}, status_code=400)
+
+    @app.get("/api/search", summary="Retrieve the best sections (the `rag search --json` list)")
+    def search(q: str = Query(..., description="the question"), k: int = 5, mode: str = "hybrid"):
+        return [h.to_dict() for h in r.search(q, k=k, mode=mode)]
+
+    @app.post("/api/ask", summary="Answer with cited quotes (the `rag ask --json` object)")
+    def ask(body: AskBody):
+        if body.lang not in LANGUAGES:
+            raise RagError(f"unknown answer language {body.lang!r}; choose one of: {', '.join(LANGUAGES)}.")
+        return answer(body.question, r, lang=body.lang, k=body.k).to_dict()
+
+    @app.get("/api/health", summary="Index information")
+    def health():
+        m = r.index.manifest
+        return {"status": "ok", "sections": m["counts"]["sections"], "chunks": m["counts"]["chunks"],
+                "encoder": m["encoder"], "index_type": m["index_type"], "format_version": m["format_version"],
+                "corpus": {name: rec["sha256"] for name, rec in m["corpus"].items()}}
+
+    return app
+
+
+def create_app(r: Retriever, feedback_path: Path | None = None):
+    """One ASGI app: the HTTP API and the Gradio page."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    demo = build_ui(r, Path(feedback_path or default_feedback_path()))
+    return gr.mount_gradio_app(build_api(r), demo, path="/", css=CSS, footer_links=["api"])
+
+
+def serve(index_dir: Path, corpus_dir: Path, host: str = "127.0.0.1", port: int = 7860,
+          feedback_path: Path | None = None) -> None:
+    """Load (building or rebuilding if needed) the index, then serve until interrupted."""
+    from .index import build_index, read_manifest
+    from .types import IndexMissingError
+
+    t0 = time.perf_counter()
+    try:
+        read_manifest(index_dir)
+    except IndexMissingError:
+        print(f"no index at {index_dir}; building it from {corpus_dir} ...", file=sys.stderr, flush=True)
+        build_index(corpus_dir, index_dir, progress=True)
+    r = Retriever.load(index_dir, rebuild=True)
+    answer("什么是迁移学习？", r)  # warm up the encoder and the sentence statistics
+    import uvicorn
+
+    app = create_app(r, feedback_path)
+    fb = Path(feedback_path or default_feedback_path())
+    print(f"ready in {time.perf_counter() - t0:.1f} s: http://{host}:{port}  "
+          f"(API: /api/search, /api/ask, /api/health; docs: /docs; feedback: {fb})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
