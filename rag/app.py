@@ -188,8 +188,8 @@ def build_ui(r: Retriever, feedback_path: Path):
                 clear = gr.Button("Clear chat 清空", elem_id="clear")
                 with gr.Row(visible=False) as fix_row:
                     pick = gr.Dropdown(section_choices, label="Which section should have been cited? 应引用哪一节？",
-                                       scale=4)
-                    pick_send = gr.Button("Send feedback", scale=1)
+                                       scale=4, elem_id="pick")
+                    pick_send = gr.Button("Send feedback", scale=1, elem_id="pick-send")
                 note = gr.Markdown("")
             with gr.Column(scale=2, min_width=300):
                 with gr.Accordion("Settings 设置", open=False):
