@@ -42,7 +42,7 @@ class UseEncoder:
     id = DEFAULT_ENCODER
     dim = 512
 
-    def __init__(self, threads: int = 2):
+    def __init__(self, threads: int = 1):
         self._threads = threads
         self._model = None
         self._error: BaseException | None = None

@@ -141,7 +141,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     index = _faiss_index(vectors, index_type)
 
     index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}-build-", dir=index_dir.parent))
+    _remove_leftovers(index_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}-build-{os.getpid()}-", dir=index_dir.parent))
     tmp.chmod(0o755)
     try:
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8", newline="\n") as f:
@@ -211,6 +212,25 @@ def _faiss_index(vectors: np.ndarray, index_type: str):
         raise RagError(f"FAISS index type {index_type!r} does not work for {len(vectors)} vectors "
                        f"({first}). Use 'Flat' for small corpora, or e.g. 'HNSW32'.") from None
     return index
+
+
+def _remove_leftovers(index_dir: Path) -> None:
+    """Delete temporary directories of builds whose process is gone (killed mid-build)."""
+    for p in index_dir.parent.glob(f".{index_dir.name}-*-*"):
+        kind, _, rest = p.name[len(index_dir.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if kind in ("build", "old") and pid.isdigit() and not _alive(int(pid)) and index_dir.exists():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _swap_in(tmp: Path, index_dir: Path) -> None:

@@ -1,65 +1,19 @@
 """The real server: started once on a free port, driven over HTTP, with gradio_client and in Chromium."""
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, http
 from rag.app import md_escape, render_answer
 from rag.feedback import append_feedback, feedback_record
 
 ARTIFACTS = REPO / "artifacts" / "screenshots"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(url, data=None, raw=None):
-    body = raw if raw is not None else (json.dumps(data).encode() if data is not None else None)
-    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"} if body else {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
-    port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--feedback", str(feedback)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {proc.stdout.read()}")
-        try:
-            urllib.request.urlopen(url + "/api/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("server did not start in 120 s")
-    yield {"url": url, "feedback": feedback}
-    proc.terminate()
-    proc.wait(timeout=20)
 
 
 def test_http_api(server):
