@@ -230,7 +230,8 @@ def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str
 
 def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
     f = FRAMES[lang]
-    suggestions = tuple({"section": h.section, "title": section_title(r, h, lang)} for h in hits[:3])
+    suggestions = tuple({"section": h.section, "title": section_title(r, chapter_of(h.source), h.section, lang)}
+                        for h in hits[:3])
     sep = "" if lang == "zh" else " "
     text = f["abstain"]
     if suggestions:
@@ -240,10 +241,8 @@ def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
                   hits=tuple(hits))
 
 
-def section_title(r: Retriever, hit: Hit, lang: str) -> str:
-    """A section's title in the given language when the corpus has it, else as found."""
-    chapter = chapter_of(hit.source)
-    for sec in r.index.sections:
-        if sec["chapter"] == chapter and sec["id"] == hit.section and r.index.manifest["corpus"][sec["source"]]["lang"] == lang:
-            return sec["title"]
-    return hit.title
+def section_title(r: Retriever, chapter: str, section: str, lang: str) -> str:
+    """A section's title in the given language when the corpus has it, else in the language it has."""
+    titles = {r.index.manifest["corpus"][s["source"]]["lang"]: s["title"] for s in r.index.sections
+              if s["chapter"] == chapter and s["id"] == section}
+    return titles.get(lang) or next(iter(titles.values()), section)

@@ -20,7 +20,7 @@ from pathlib import Path
 from .answer import answer, section_title
 from .feedback import append_feedback, default_feedback_path, feedback_record
 from .index import chapter_of
-from .retriever import MAX_K, MODES, Retriever, check_query, detect_language
+from .retriever import MODES, Retriever, detect_language
 from .types import Answer, RagError
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
@@ -104,9 +104,13 @@ class SourcePanel:
 
     def _block(self, sec: dict, spans, label: str | None, score: float | None, open_: bool = True) -> str:
         text = self.files.get(sec["source"])
-        body = _marked(text[sec["start"]:sec["end"]].strip("\n"), sec["start"] + (
-            len(text[sec["start"]:sec["end"]]) - len(text[sec["start"]:sec["end"]].lstrip("\n"))), spans) \
-            if text is not None else "(corpus file not found)"
+        if text is None:
+            body = "(corpus file not found)"
+        else:
+            start, end = sec["start"], sec["end"]
+            while start < end and text[start] == "\n":
+                start += 1
+            body = _marked(text[start:end].rstrip("\n"), start, spans)
         tag = f'<span class="tag">{html.escape(label)}</span>' if label else ""
         sc = f'<span class="score">score {score:.3f}</span>' if score is not None else ""
         head = f'§{html.escape(sec["id"])} {html.escape(sec["title"])}{sc}{tag}'
@@ -151,8 +155,8 @@ def build_ui(r: Retriever, feedback_path: Path):
     import gradio as gr
 
     panel = SourcePanel(r)
-    section_choices = [NOT_ANSWERED] + [f"§{sid} {section_title(r, _hit_for(r, key), 'zh')}"
-                                        for key in r.section_keys for sid in [key[1]]]
+    section_choices = [NOT_ANSWERED] + [f"§{sid} {section_title(r, chapter, sid, 'zh')}"
+                                        for chapter, sid in r.section_keys]
 
     def run(message, history, k, mode, lang):
         history = list(history or [])
@@ -239,13 +243,6 @@ def build_ui(r: Retriever, feedback_path: Path):
 
         pick_send.click(on_pick, [pick, asked], [fix_row, note, asked], api_visibility="private")
     return demo
-
-
-def _hit_for(r: Retriever, key):
-    from .types import Hit
-
-    sec = next(s for s in r.index.sections if (s["chapter"], s["id"]) == key)
-    return Hit(section=sec["id"], title=sec["title"], text="", score=0.0, source=sec["source"], start=0, end=0)
 
 
 def build_api(r: Retriever):

