@@ -50,3 +50,19 @@ def test_build_then_search_and_auto_rebuild_when_stale(tmp_path):
     assert "changed since the build; rebuilding" in out.stderr
     hits = json.loads(out.stdout)
     assert hits[0]["section"] == "1.2" and "柯基" in hits[0]["text"]
+
+
+def test_odd_questions_through_the_cli():
+    for q in ["🙂🙂", "a\x01b 负迁移", "什麼是負遷移？", "<script>x</script> negative transfer"]:
+        out = rag("ask", q, "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["answer"]
+    out = rag("ask", "迁移" * 1500)
+    assert out.returncode == 2 and "limit is 2000" in out.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    command = next(line for line in ci.splitlines() if "pytest" in line)
+    assert command in readme

@@ -76,7 +76,8 @@ def test_other_encoder_is_reported():
         check_fresh(REPO / "index", read_manifest(REPO / "index"), encoder_id="other")
 
 
-@pytest.mark.parametrize("damage", ["truncate_faiss", "edit_chunk", "drop_chunk_line", "remove_file", "bad_manifest"])
+@pytest.mark.parametrize("damage", ["truncate_faiss", "edit_chunk", "drop_chunk_line", "remove_file", "bad_manifest",
+                                    "other_encoder_manifest"])
 def test_damaged_index_is_detected(built, damage):
     if damage == "truncate_faiss":
         data = (built / "vectors.faiss").read_bytes()
@@ -89,8 +90,12 @@ def test_damaged_index_is_detected(built, damage):
         (built / "chunks.jsonl").write_text("".join(lines[1:]), encoding="utf-8")
     elif damage == "remove_file":
         (built / "bm25" / "zh" / "vocab.index.json").unlink()
-    else:
+    elif damage == "bad_manifest":
         (built / "manifest.json").write_text("{not json", encoding="utf-8")
+    else:  # a manifest copied from an index built with another encoder
+        m = json.loads((built / "manifest.json").read_text())
+        m["encoder"] = {"id": "all-MiniLM-L6-v2", "dim": 384}
+        (built / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DamagedIndexError, match="rag build"):
         load_index(built)
 
