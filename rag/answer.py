@@ -58,10 +58,9 @@ class _Sentences:
 
     def __init__(self, r: Retriever):
         recs = r.index.sentences
-        keys = {k: i for i, k in enumerate(r.section_keys)}
         self.recs = recs
         self.vectors = r.index.sentence_vectors
-        self.section = np.array([keys[(chapter_of(s["source"]), s["section"])] for s in recs])
+        self.section = np.array([r.section_index[(chapter_of(s["source"]), s["section"])] for s in recs])
         self.lang = np.array([s["lang"] for s in recs])
         self.tokens = [frozenset(s["tokens"]) for s in recs]
         df: dict[str, int] = {}
@@ -88,6 +87,12 @@ def _sentences(r: Retriever) -> _Sentences:
 def default_retriever() -> Retriever:
     """The bundled index, loaded once per process."""
     return Retriever.load(rebuild=True)
+
+
+def check_language(lang: str) -> None:
+    """Raise RagError unless lang is an answer language."""
+    if lang not in LANGUAGES:
+        raise RagError(f"unknown answer language {lang!r}; choose one of: {', '.join(LANGUAGES)}.")
 
 
 def coverage(question: str, r: Retriever) -> float:
@@ -124,8 +129,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
     `mode` is the retrieval mode that picks the sections ('hybrid', 'dense' or 'lexical').
     """
     question = check_query(question, k, mode)
-    if lang not in LANGUAGES:
-        raise RagError(f"unknown answer language {lang!r}; choose one of: {', '.join(LANGUAGES)}.")
+    check_language(lang)
     r = retriever or default_retriever()
     qlang = detect_language(question)
     alang = qlang if lang == "auto" else lang
@@ -136,8 +140,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
         return _abstain(question, alang, hits, r)
 
     s = _sentences(r)
-    keys = {key: i for i, key in enumerate(r.section_keys)}
-    top = [keys[(chapter_of(h.source), h.section)] for h in hits[:2]]
+    top = [r.section_index[(chapter_of(h.source), h.section)] for h in hits[:2]]
     if len(top) == 2 and section_scores[top[1]] < SECOND_SECTION_RATIO * section_scores[top[0]]:
         top = top[:1]
     cand = np.flatnonzero(np.isin(s.section, top))
@@ -242,7 +245,6 @@ def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
 
 
 def section_title(r: Retriever, chapter: str, section: str, lang: str) -> str:
-    """A section's title in the given language when the corpus has it, else in the language it has."""
-    titles = {r.index.manifest["corpus"][s["source"]]["lang"]: s["title"] for s in r.index.sections
-              if s["chapter"] == chapter and s["id"] == section}
-    return titles.get(lang) or next(iter(titles.values()), section)
+    """A section's title in the given language when the corpus has it, else in the original's."""
+    sec = r.index.find_section(chapter, section, lang)
+    return sec["title"] if sec else section

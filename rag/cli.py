@@ -110,12 +110,11 @@ def _search(args) -> int:
 
 
 def _ask(args) -> int:
-    from .answer import LANGUAGES, answer
+    from .answer import answer, check_language
     from .retriever import Retriever, check_query
 
     check_query(args.question, args.k)
-    if args.lang not in LANGUAGES:
-        raise RagError(f"unknown answer language {args.lang!r}; choose one of: {', '.join(LANGUAGES)}.")
+    check_language(args.lang)  # fail fast, before loading anything
     ans = answer(args.question, Retriever.load(args.index, rebuild=True), lang=args.lang, k=args.k)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))

@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from .retriever import detect_language
 from .types import RagError
 
 LANGS = ("zh", "en")
@@ -37,7 +38,7 @@ def read_questions(path: Path) -> list[dict]:
         try:
             q = json.loads(line)
             questions.append({"id": str(q["id"]), "question": str(q["question"]),
-                              "lang": q.get("lang") or _lang(q["question"]),
+                              "lang": q.get("lang") or detect_language(q["question"]),
                               "relevant": [str(s) for s in q.get("relevant", [])],
                               **({"split": q["split"]} if "split" in q else {})})
         except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -46,12 +47,6 @@ def read_questions(path: Path) -> list[dict]:
     if not questions:
         raise RagError(f"{path} has no questions.")
     return questions
-
-
-def _lang(text: str) -> str:
-    from .retriever import detect_language
-
-    return detect_language(text)
 
 
 def read_beir(directory: Path) -> list[dict]:
@@ -70,7 +65,7 @@ def read_beir(directory: Path) -> list[dict]:
             if line.strip():
                 q = json.loads(line)
                 meta = q.get("metadata") or {}
-                questions.append({"id": q["_id"], "question": q["text"], "lang": meta.get("lang") or _lang(q["text"]),
+                questions.append({"id": q["_id"], "question": q["text"], "lang": meta.get("lang") or detect_language(q["text"]),
                                   "relevant": qrels.get(q["_id"], []),
                                   **({"split": meta["split"]} if "split" in meta else {})})
     except (OSError, ValueError, KeyError) as e:

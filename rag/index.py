@@ -268,6 +268,16 @@ class LoadedIndex:
     def corpus_dir(self) -> Path:
         return (self.path.resolve().parent / self.manifest["corpus_dir"]).resolve()
 
+    def lang_of(self, source: str) -> str:
+        """The language of a corpus file ('zh' or 'en')."""
+        return self.manifest["corpus"][source]["lang"]
+
+    def find_section(self, chapter: str, section: str, lang: str) -> dict | None:
+        """A section's record in the given language, else in the original (zh), else in any language."""
+        found = {self.lang_of(s["source"]): s for s in self.sections
+                 if s["chapter"] == chapter and s["id"] == section}
+        return found.get(lang) or found.get("zh") or next(iter(found.values()), None)
+
 
 def read_manifest(index_dir: Path) -> dict:
     """The manifest of index_dir, or a clear error saying how to make one."""

@@ -60,10 +60,11 @@ class Retriever:
         for sec in index.sections:
             keys.setdefault((sec["chapter"], sec["id"]), len(keys))
         self.section_keys = list(keys)
+        self.section_index = keys  # (chapter, id) -> position in section_keys
         self._chunk_section = np.array([keys[(chapter_of(c.source), c.section)] for c in self.chunks])
         self._title_section = np.array([keys[(s["chapter"], s["id"])] for s in index.sections])
         chunk_langs = np.array([c.lang for c in self.chunks])
-        title_langs = np.array([index.manifest["corpus"][s["source"]]["lang"] for s in index.sections])
+        title_langs = np.array([index.lang_of(s["source"]) for s in index.sections])
         # A question is matched against text in its own language when the corpus has some
         # (a translation beside the original); otherwise against everything, cross-lingually.
         self._lexical = {lang: (scorer, np.flatnonzero(chunk_langs == lang)) for lang, scorer in index.bm25.items()}
