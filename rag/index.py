@@ -61,19 +61,22 @@ def chapter_of(source: str) -> str:
     return name
 
 
-def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Section], list[Chunk], dict]:
-    """All sections and chunks of a corpus directory, and the manifest's record of its files."""
+def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Section], list[Chunk], dict, dict]:
+    """All sections and chunks of a corpus directory, the manifest's record of its files, and their texts.
+
+    Each file is read once: its hash is of the very text that was chunked.
+    """
     sections: list[Section] = []
     chunks: list[Chunk] = []
-    files = {}
+    files, texts = {}, {}
     for path in find_chapters(corpus_dir):
-        text = read_text(path)
+        text = texts[path.name] = read_text(path)
         lang = file_language(path.name, text)
         file_sections = parse_sections(text, path.name)
         sections += file_sections
         chunks += chunk_sections(text, file_sections, lang, first_id=len(chunks), max_chars=max_chars)
-        files[path.name] = {"sha256": _sha256(path.read_bytes()), "lang": lang}
-    return sections, chunks, files
+        files[path.name] = {"sha256": _sha256(text.encode("utf-8")), "lang": lang}
+    return sections, chunks, files, texts
 
 
 def _corpus_names(corpus_dir: Path) -> set[str]:
@@ -82,13 +85,12 @@ def _corpus_names(corpus_dir: Path) -> set[str]:
         ({GLOSSARY_FILE} if (corpus_dir / GLOSSARY_FILE).is_file() else set())
 
 
-def read_sentences(corpus_dir: Path, sections: list[Section], files: dict) -> list[dict]:
+def read_sentences(sections: list[Section], files: dict, texts: dict[str, str]) -> list[dict]:
     """Every sentence of every section; a sentence of a translation carries its aligned original.
 
     A translation (`X.en.md` beside `X.zh.md`) is aligned block by block (paragraph, list item)
     with its original section, then sentence by sentence inside a block (see align_sentences).
     """
-    texts = {name: read_text(Path(corpus_dir) / name) for name in files}
     by_key = {(chapter_of(s.source), s.id, files[s.source]["lang"]): s for s in sections}
     out = []
     for sec in sections:
@@ -127,7 +129,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     from .embedding import load_encoder
 
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
-    sections, chunks, files = read_corpus(corpus_dir, max_chars)
+    sections, chunks, files, file_texts = read_corpus(corpus_dir, max_chars)
     encoder = encoder or load_encoder()
     texts = [embedding_text(c) for c in chunks]
     glossary_path = corpus_dir / GLOSSARY_FILE
@@ -136,7 +138,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
     titles = _encode_all(encoder, [s.title for s in sections], False)
-    sentences = read_sentences(corpus_dir, sections, files)
+    sentences = read_sentences(sections, files, file_texts)
     sentence_vectors = _encode_all(encoder, [s["text"] for s in sentences], False)
     index = _faiss_index(vectors, index_type)
 

@@ -138,7 +138,7 @@ def test_committed_index_is_fresh(tmp_path):
 
 def test_read_corpus_keeps_offsets_across_files(small_corpus):
     shutil.copy(small_corpus / "animals.zh.md", small_corpus / "second.md")
-    sections, chunks, files = read_corpus(small_corpus)
+    sections, chunks, files, texts = read_corpus(small_corpus)
     assert [c.id for c in chunks] == list(range(len(chunks)))
     for c in chunks:
         assert (small_corpus / c.source).read_text(encoding="utf-8")[c.start:c.end] == c.text
