@@ -83,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build(args) -> int:
     from .embedding import load_encoder
-    from .index import build_index
+    from .index import build_index, build_report
 
     m = build_index(args.corpus, args.index, load_encoder(args.model), args.index_type, progress=not args.quiet)
     if not args.quiet:
         print(f"built {args.index}: {m['counts']['chunks']} chunks in {m['counts']['sections']} sections "
               f"from {len(m['corpus'])} file(s), encoder {m['encoder']['id']}")
+        print(build_report(m))
     return 0
 
 
