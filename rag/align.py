@@ -168,10 +168,10 @@ def align_sentences(ours: list[int], theirs: list[int], sentences: list[dict],
                     gain = sim(pi, pj) + _bonus(text(ours, pi), text(theirs, pj)) - SKIP
                 elif kind == "12":
                     v = _unit(vectors[theirs[pj]] + vectors[theirs[pj + 1]])
-                    gain = float(vectors[ours[pi]] @ v) + _bonus(text(ours, pi), text(theirs, pj) + text(theirs, pj + 1)) - 2 * SKIP + 0.15
+                    gain = float(vectors[ours[pi]] @ v) + _bonus(text(ours, pi), text(theirs, pj) + text(theirs, pj + 1)) - SKIP
                 elif kind == "21":
                     v = _unit(vectors[ours[pi]] + vectors[ours[pi + 1]])
-                    gain = float(v @ vectors[theirs[pj]]) + _bonus(text(ours, pi) + text(ours, pi + 1), text(theirs, pj)) - 2 * SKIP + 0.15
+                    gain = float(v @ vectors[theirs[pj]]) + _bonus(text(ours, pi) + text(ours, pi + 1), text(theirs, pj)) - SKIP
                 else:
                     gain = 0.0
                 if score[(pi, pj)] + gain > best:
