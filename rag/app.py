@@ -145,7 +145,7 @@ def build_ui(r: Retriever, feedback_path: Path):
 
     panel = SourcePanel(r)
     # (label, qualified id): the feedback records the id, whatever the title looks like.
-    section_choices = [(NOT_ANSWERED, NOT_ANSWERED)] + [(f"§{key} {section_title(r, key, 'zh')}", key)
+    section_choices = [(NOT_ANSWERED, NOT_ANSWERED)] + [(f"§{key.split('/', 1)[1]} {section_title(r, key, 'zh')} ({key.split('/', 1)[0]})", key)
                                                         for key in r.section_keys]
 
     def run(message, history, k, mode, lang):
