@@ -211,33 +211,38 @@ def parse_sections(text: str, source: str, report: Report | None = None,
         end = groups[n + 1][0].start if n + 1 < len(groups) else len(text)
         while parents and parents[-1][0] >= head.level:
             parents.pop()
-        body = [b for b in blocks[bisect_left(starts, head.body):bisect_left(starts, end)] if b.kind != "heading"]
-        if not body:
-            parents.append((head.level, head.title))
-            continue
-        body_text = [ln for b in body for ln in _NEWLINE.split(text[b.start:b.end]) if ln.strip()]
-        toc = [_TOC_LINE.match(ln) for ln in body_text]
-        if all(m and m.group(1) in number_set for m in toc):
-            report.warn("table of contents", f"{source}: the list under {head.title!r} repeats the headings; skipped")
-            continue
         m = _NUMBERED.match(head.title)
         if m:
             sid, title = m.group(1), head.title[m.end():].strip() or m.group(1)
-            if m.group(1).split(".")[0] != chapter_number:
-                report.warn("number outside chapter", f"{source}: §{sid} {title!r} is numbered outside chapter "
-                                                      f"{chapter_number}; kept as {chapter}/{sid}")
         else:
             title = head.title
             sid = title.rstrip("：:").strip() or title
+        body = [b for b in blocks[bisect_left(starts, head.body):bisect_left(starts, end)] if b.kind != "heading"]
+        body_text = [ln for b in body for ln in _NEWLINE.split(text[b.start:b.end]) if ln.strip()]
+        toc = [_TOC_LINE.match(ln) for ln in body_text]
+        if body_text and all(m_ and m_.group(1) in number_set for m_ in toc):
+            report.warn("table of contents", f"{source}: the list under {head.title!r} repeats the headings; skipped")
+            body_text = []
+        if m and m.group(1).split(".")[0] != chapter_number:
+            report.warn("number outside chapter", f"{source}: §{sid} {title!r} is numbered outside chapter "
+                                                  f"{chapter_number}; kept as {chapter}/{sid}")
+        # Every numbered heading takes its id, so a reused number is reported even when one of the
+        # two has no text; an unnumbered heading only when it is a section.
+        if not body_text and not m:
+            parents.append((head.level, head.title))
+            continue
         if sid in seen:
             first, count = seen[sid]
             seen[sid] = (first, count + 1)
             new = f"{sid}~{count + 1}"
-            report.warn("reused number", f"{source}: {chapter}/{sid} is used twice: {first!r} and {head.title!r}; "
+            report.warn("reused number" if m else "reused heading", f"{source}: {chapter}/{sid} is used twice: {first!r} and {head.title!r}; "
                                          f"the later one is {chapter}/{new}")
             sid = new
         else:
             seen[sid] = (head.title, 1)
+        if not body_text:
+            parents.append((head.level, head.title))
+            continue
         kind = "text"
         if _REFERENCES.search(title):
             kind = "references"
