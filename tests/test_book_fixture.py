@@ -106,15 +106,34 @@ def test_no_sentence_contains_markup(corpus):
         assert t == t.strip() and not t.startswith(("#", "- ", "* ", "|", ">")), t
 
 
-def test_translation_with_shifted_numbers_pairs_by_content(tmp_path):
+@pytest.fixture(scope="module")
+def fixture_index(tmp_path_factory):
     from rag.embedding import load_encoder
     from rag.index import build_index, load_index
 
-    build_index(FIXTURE, tmp_path / "idx", load_encoder())
-    idx = load_index(tmp_path / "idx")
+    path = tmp_path_factory.mktemp("fixture") / "idx"
+    build_index(FIXTURE, path, load_encoder())
+    return load_index(path)
+
+
+def test_translation_with_shifted_numbers_pairs_by_content(fixture_index):
+    idx = fixture_index
     en = [s for s in idx.sections if s.source.startswith("en/")]
     # the translation's "2.1 Understanding the essence of machine learning" is the original's 2.1.1
     assert [(s.id, s.title) for s in en] == [("2.1.1", "Understanding the essence of machine learning")]
     sent = next(s for s in idx.sentences if s["lang"] == "en")
     assert sent["original"]["section"] == "2.1.1" and "机器学习" in sent["original"]["text"]
     assert idx.manifest["warnings"]["translation renumbered"]["count"] == 1
+
+
+def test_language_mask_is_per_chapter(fixture_index):
+    from rag.embedding import load_encoder
+    from rag.retriever import Retriever
+
+    r = Retriever(fixture_index, load_encoder())
+    # ch02 has English text: an English question is matched against it, not the Chinese original
+    hits = r.search("What is the essence of machine learning?", k=3)
+    assert hits[0].id == "ch02/2.1.1" and hits[0].lang == "en"
+    # ch17 has no translation: the English question still reaches its Chinese text
+    hits = r.search("How does SqueezeNet compress AlexNet?", k=3)
+    assert hits[0].id == "ch17/17.9.1" and hits[0].lang == "zh" and hits[0].chapter == "ch17"
