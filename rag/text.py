@@ -22,7 +22,7 @@ _LINK = re.compile(r"\[([^\]\n]{0,500})\]\([^)\n]{0,1000}\)")
 _MATH = re.compile(r"\$\$[^$]{1,5000}\$\$|\$[^$\n]{1,1000}\$")
 _CODE = re.compile(r"`[^`\n]{1,1000}`")
 _EMPHASIS = re.compile(r"\*{1,3}|_{2,3}|~~")
-_TABLE_RULE = re.compile(r"^[ \t]*+\|?[ \t]*+:?-{3,}+:?[ \t]*+(?:\|[ \t]*+:?-{3,}+:?[ \t]*+)*+\|?[ \t]*+$", re.M)
+_TABLE_RULE = re.compile(r"^[ \t]*(?:\|[ \t]*)?:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*(?:\|[ \t]*)?$", re.M)
 _SPACES = re.compile(r"[ \t\u00a0\u2002\u2003\u3000]+")
 
 # LaTeX commands as the characters a reader (and a question) would write.
