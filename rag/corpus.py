@@ -36,6 +36,7 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _REFERENCES = re.compile(r"reference|参考文献|参考资料|bibliography|further reading|相关文献|引用文献", re.I)
 _TASK_ITEM = re.compile(r"^\s*[-*+]\s+\[[ xX]\]")
 _LANG_DIRS = ("zh", "en")
+_NOT_CHAPTERS = ("readme.md", "notice.md", "license.md")
 
 
 @dataclass
@@ -257,10 +258,13 @@ def parse_sections(text: str, source: str, report: Report | None = None,
 
 
 def find_chapters(corpus_dir: Path) -> list[Path]:
-    """The markdown files of a corpus directory and its subfolders, in name order (README.md aside)."""
+    """The markdown files of a corpus directory and its subfolders, in name order.
+
+    README.md, NOTICE.md and LICENSE.md describe a corpus (its source, its licence); they are not chapters.
+    """
     if not corpus_dir.is_dir():
         raise RagError(f"corpus directory {corpus_dir} does not exist. Pass --corpus DIR with your .md chapters.")
-    files = sorted((p for p in corpus_dir.rglob("*.md") if p.is_file() and p.name.lower() != "readme.md"),
+    files = sorted((p for p in corpus_dir.rglob("*.md") if p.is_file() and p.name.lower() not in _NOT_CHAPTERS),
                    key=lambda p: p.relative_to(corpus_dir).as_posix())
     if not files:
         raise RagError(f"{corpus_dir} has no .md files. Put chapters there as markdown with headings.")
