@@ -23,6 +23,9 @@ _MATH = re.compile(r"\$\$[^$]{1,5000}\$\$|\$[^$\n]{1,1000}\$")
 _CODE = re.compile(r"`[^`\n]{1,1000}`")
 _EMPHASIS = re.compile(r"\*{1,3}|_{2,3}|~~")
 _TABLE_RULE = re.compile(r"^[ \t]*(?:\|[ \t]*)?:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*(?:\|[ \t]*)?$", re.M)
+# A backslash-escaped character is that character as text (`3\*3` is 3*3), not markup.
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~<>$])")
+_UNESCAPE = {0xE000 + c: chr(c) for c in range(128)}
 _SPACES = re.compile(r"[ \t\u00a0\u2002\u2003\u3000]+")
 
 # LaTeX commands as the characters a reader (and a question) would write.
@@ -56,6 +59,7 @@ def _latex(m: re.Match) -> str:
 def normalize(text: str) -> str:
     """The matching view of markdown text (see the module doc); never longer than needed, linear."""
     text = _ZW.sub("", text)
+    text = _ESCAPED.sub(lambda m: chr(0xE000 + ord(m.group(1))), text)  # kept out of the markup passes
     text = _IMAGE.sub(" ", text)
     text = _HTML_TAG.sub(" ", text)
     text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
@@ -65,7 +69,7 @@ def normalize(text: str) -> str:
     text = _EMPHASIS.sub("", text)
     text = _TABLE_RULE.sub("", text)
     text = text.replace("|", " ")
-    text = _SPACES.sub(" ", text)
+    text = _SPACES.sub(" ", text).translate(_UNESCAPE)
     return "\n".join(line.strip() for line in text.split("\n") if line.strip()) if "\n" in text else text.strip()
 
 
