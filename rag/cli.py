@@ -105,7 +105,7 @@ def _search(args) -> int:
         print("no matching section")
     for h in hits:
         snippet = " ".join(h.text.split())
-        print(f"§{h.section} {h.title}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
+        print(f"§{h.id} {h.title}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
         print(f"    {snippet[:160]}{'…' if len(snippet) > 160 else ''}")
     return 0
 

@@ -306,8 +306,7 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
         with open(index_dir / "chunks.jsonl", encoding="utf-8") as f:
             chunks = [Chunk(**json.loads(line)) for line in f]
         with open(index_dir / "sections.jsonl", encoding="utf-8") as f:
-            sections = [Section(**{**json.loads(line), "parents": tuple(json.loads(line).get("parents", ()))})
-                        for line in f]
+            sections = [Section(**{**rec, "parents": tuple(rec["parents"])}) for rec in map(json.loads, f)]
         titles = np.load(index_dir / "titles.npy", allow_pickle=False)
         with open(index_dir / "sentences.jsonl", encoding="utf-8") as f:
             sentences = [json.loads(line) for line in f]
