@@ -139,7 +139,9 @@ class Retriever:
         elif mode == "lexical":
             chunk = lexical
         else:
-            w = np.where(own, DENSE_WEIGHT[lang], CROSS_LINGUAL_DENSE_WEIGHT).astype(np.float32)
+            # With chapters matched cross-lingually beside own-language ones, every chunk is scored
+            # the cross-lingual way, so that the scores of both kinds compare.
+            w = CROSS_LINGUAL_DENSE_WEIGHT if self._cross[lang] else DENSE_WEIGHT[lang]
             chunk = w * dense + (1.0 - w) * lexical
         chunk = chunk * chunk_mask
         section = np.zeros(len(self.section_keys), dtype=np.float32)
