@@ -118,3 +118,11 @@ def test_ask_json_cli():
     out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "x", "--lang", "fr"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("error: unknown answer language")
+
+
+def test_reference_lists_are_quoted_only_when_found_first(answers, retriever):
+    kinds = {s.key: s.kind for s in retriever.index.sections}
+    assert kinds["ch10/Reference"] == "references"
+    for a in answers.values():
+        if a.citations and kinds[a.citations[0].id] == "text":
+            assert all(kinds[c.id] == "text" for c in a.citations), a.question
