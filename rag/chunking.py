@@ -19,9 +19,9 @@ from .types import Block, Chunk, Section
 MAX_CHARS = 600
 
 # A sentence ends after Chinese terminal punctuation (。！？；), or ! ? . before a space, the end
-# or a non-ASCII character, with any closing quotes/brackets. An English ";" does not end one.
-_END = re.compile(r"[。！？；]+[”’」』）)\]]*|[!?.]+[”’」』）)\]]*")
-_CLOSERS = "”’」』）)]"
+# or a non-ASCII character, with any closing quotes/brackets/bold markers. An English ";" does not
+# end one.
+_END = re.compile(r"[。！？；]+[”’」』）)\]*]*|[!?.]+[”’」』）)\]*]*")
 _MARKER = {
     "item": re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)、])(?:[ \t]+\[[ xX]\])?[ \t]*"),
     "quote": re.compile(r"(?:[ \t]*>)+[ \t]*"),
@@ -49,8 +49,8 @@ def split_sentences(text: str, start: int, end: int, protected: list[tuple[int, 
                 continue
         while p < len(protected) and protected[p][1] <= m.start():
             p += 1
-        if p < len(protected) and protected[p][0] < e and m.start() < protected[p][1]:
-            continue
+        if p < len(protected) and protected[p][0] < e < protected[p][1]:
+            continue  # ends inside math, code, a link or bold (at its very end is fine)
         spans.append((s, e))
         s = e
     spans.append((s, end))

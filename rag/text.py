@@ -21,6 +21,7 @@ _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,
 _LINK = re.compile(r"\[([^\]\n]{0,500})\]\([^)\n]{0,1000}\)")
 _MATH = re.compile(r"\$\$[^$]{1,5000}\$\$|\$[^$\n]{1,1000}\$")
 _CODE = re.compile(r"`[^`\n]{1,1000}`")
+_STRONG = re.compile(r"\*\*[^*\n]{1,500}\*\*|__[^_\n]{1,500}__")
 _EMPHASIS = re.compile(r"\*{1,3}|_{2,3}|~~")
 _TABLE_RULE = re.compile(r"^[ \t]*(?:\|[ \t]*)?:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*(?:\|[ \t]*)?$", re.M)
 # A backslash-escaped character is that character as text (`3\*3` is 3*3), not markup.
@@ -82,9 +83,9 @@ def markup_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def protected_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sorted [s, e) spans (math, inline code, links) inside which a sentence does not end."""
+    """Sorted [s, e) spans (math, inline code, links, bold) inside which a sentence does not end."""
     spans = []
-    for pattern in (_MATH, _CODE, _LINK):
+    for pattern in (_MATH, _CODE, _LINK, _STRONG):
         spans += [m.span() for m in pattern.finditer(text, start, end)]
     return _merge(spans)
 

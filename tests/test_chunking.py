@@ -53,3 +53,9 @@ def test_sentence_never_ends_inside_math_or_contains_markup():
     t = "Use $a. b$ here. A picture ![x](img/a.png) then text.<br/>Next&emsp;one.\u200bLast.\n"
     spans = block_sentences(t, parse_blocks(t)[1][0])
     assert [t[s:e] for s, e in spans] == ["Use $a. b$ here.", "A picture", "then text.", "Next&emsp;one.", "Last."]
+
+
+def test_sentence_does_not_end_inside_bold():
+    t = "**Rule one. Rule two.** Then more.\n"
+    spans = block_sentences(t, parse_blocks(t)[1][0])
+    assert [t[s:e] for s, e in spans] == ["**Rule one. Rule two.**", "Then more."]
