@@ -2,8 +2,8 @@
 
 A translated chapter (the same chapter id in another language) is paired section by section:
 an English section takes the Chinese section with its number when their contents agree, else the
-Chinese section of the chapter whose content is most similar (the book's translation shifts
-numbers in places), else none. The English section then takes the Chinese section's id, so both
+most similar Chinese section of the chapter not taken by another (the book's translation shifts
+numbers in places) if it is similar enough, else none. The English section then takes the Chinese section's id, so both
 are one section for retrieval; an English section without an original keeps its own number with
 `~en` when that number names another Chinese section.
 
@@ -27,7 +27,7 @@ from .types import Chunk, Section, section_key
 # An English section keeps its number's Chinese section unless another one is this much closer.
 SAME_NUMBER_MARGIN = 0.05
 # Below this content similarity an English section has no original.
-SECTION_FLOOR = 0.35
+SECTION_FLOOR = 0.5
 # A sentence pair scores its similarity minus this; below it, skipping both is better.
 SKIP = 0.25
 BAND = 12
@@ -39,15 +39,22 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
-def pair_sections(sections: list[Section], sentences: list[dict], vectors: np.ndarray,
+def pair_sections(sections: list[Section], sentences: list[dict], vectors: np.ndarray, titles: np.ndarray,
                   report: Report) -> dict[tuple[str, str], str | None]:
-    """For each translated section (source, id): the id of its original section, or None."""
+    """For each translated section (source, id): the id of its original section, or None.
+
+    A section is compared by its title (vector, row for row with `sections`) and its content (the
+    mean of its sentence vectors), equally weighted.
+    """
     content: dict[tuple[str, str], np.ndarray] = {}
     rows: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, rec in enumerate(sentences):
         rows[(rec["source"], rec["section"])].append(i)
     for k, idx in rows.items():
         content[k] = _unit(vectors[idx].mean(axis=0))
+    for sec, title in zip(sections, titles):
+        k = (sec.source, sec.id)
+        content[k] = _unit(content[k] + title) if k in content else title
     langs = {}
     for rec in sentences:
         langs[rec["source"]] = rec["lang"]
@@ -62,20 +69,38 @@ def pair_sections(sections: list[Section], sentences: list[dict], vectors: np.nd
                 continue
             orig_ids = [o.id for o in originals]
             orig_vecs = np.array([content.get((o.source, o.id), np.zeros(vectors.shape[1])) for o in originals])
+            # First the sections whose number agrees with their content, then the others by content,
+            # each original taken at most once.
+            taken: set[str] = set()
+            rest = []
             for sec in secs:
                 v = content.get((sec.source, sec.id))
+                same = orig_ids.index(sec.id) if sec.id in orig_ids else None
                 if v is None:
-                    out[(sec.source, sec.id)] = sec.id if sec.id in orig_ids else None
+                    out[(sec.source, sec.id)] = sec.id if same is not None else None
+                    taken.add(sec.id)
                     continue
                 sims = orig_vecs @ v
-                best = int(np.argmax(sims))
-                same = orig_ids.index(sec.id) if sec.id in orig_ids else None
-                if same is not None and sims[same] >= sims[best] - SAME_NUMBER_MARGIN:
+                if same is not None and sims[same] >= sims.max() - SAME_NUMBER_MARGIN:
                     out[(sec.source, sec.id)] = sec.id
-                elif sims[best] >= SECTION_FLOOR:
-                    out[(sec.source, sec.id)] = orig_ids[best]
+                    taken.add(sec.id)
+                else:
+                    rest.append((sec, sims))
+            # the most similar pairs first (not the file order), each original once
+            ranked = sorted(((float(sims[i]), n, i) for n, (sec, sims) in enumerate(rest)
+                             for i in range(len(orig_ids))), reverse=True)
+            chosen: dict[int, int] = {}
+            for sim, n, i in ranked:
+                if sim < SECTION_FLOOR:
+                    break
+                if n not in chosen and orig_ids[i] not in taken:
+                    chosen[n] = i
+                    taken.add(orig_ids[i])
+            for n, (sec, _) in enumerate(rest):
+                if n in chosen:
+                    out[(sec.source, sec.id)] = orig_ids[chosen[n]]
                     report.warn("translation renumbered", f"{sec.source}: §{sec.id} {sec.title!r} is the "
-                                                          f"translation of {chapter}/{orig_ids[best]}")
+                                                          f"translation of {chapter}/{orig_ids[chosen[n]]}")
                 else:
                     out[(sec.source, sec.id)] = None
                     report.warn("translation without original", f"{sec.source}: §{sec.id} {sec.title!r} has no "

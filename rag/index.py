@@ -76,7 +76,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     sentences, files, file_texts, report = corpus.sentences, corpus.files, corpus.texts, corpus.report
     encoder = encoder or load_encoder()
     sentence_vectors = _encode_all(encoder, [normalize(s["text"]) for s in sentences], False)
-    pairs = pair_sections(corpus.sections, sentences, sentence_vectors, report)
+    titles = _encode_all(encoder, [s.title for s in corpus.sections], False)
+    pairs = pair_sections(corpus.sections, sentences, sentence_vectors, titles, report)
     sections, chunks = apply_pairing(pairs, corpus.sections, corpus.chunks, sentences)
     attach_originals(sentences, sentence_vectors, file_texts)
     texts = [embedding_text(c) for c in chunks]
@@ -85,7 +86,6 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     lexicon = make_lexicon(texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
-    titles = _encode_all(encoder, [s.title for s in sections], False)
     index = _faiss_index(vectors, index_type)
 
     index_dir.parent.mkdir(parents=True, exist_ok=True)
