@@ -90,17 +90,34 @@ def block_sentences(text: str, block: Block) -> list[tuple[int, int]]:
         t = _trim(text, s, e)
         e = t[1] if t else s
         e = e - 1 if e > s and text[e - 1] == "|" else e
+    protected = protected_spans(text, s, e)
     pieces, p = [], s
-    for a, z in markup_spans(text, s, e):
+    for a, z in _widen(markup_spans(text, s, e), protected):
         pieces.append((p, a))
         p = z
     pieces.append((p, e))
-    protected = protected_spans(text, s, e)
     if block.kind == "row":
         out = [t for a, z in pieces if (t := _trim(text, a, z))]
     else:
         out = [span for a, z in pieces if a < z for span in split_sentences(text, a, z, protected)]
     return [(a, z) for a, z in out if _WORD.search(normalize(text[a:z]))]
+
+
+def _widen(cuts: list[tuple[int, int]], protected: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Cuts grown to the whole math/code/link span they fall in (`$1\\times1<ZWSP>$` is left out whole)."""
+    out, p = [], 0
+    for a, z in cuts:
+        while p < len(protected) and protected[p][1] <= a:
+            p += 1
+        q = p
+        while q < len(protected) and protected[q][0] < z:
+            a, z = min(a, protected[q][0]), max(z, protected[q][1])
+            q += 1
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], z))
+        else:
+            out.append((a, z))
+    return out
 
 
 def _heading_end(text: str, s: int, e: int) -> int:

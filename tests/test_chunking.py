@@ -59,3 +59,9 @@ def test_sentence_does_not_end_inside_bold():
     t = "**Rule one. Rule two.** Then more.\n"
     spans = block_sentences(t, parse_blocks(t)[1][0])
     assert [t[s:e] for s, e in spans] == ["**Rule one. Rule two.**", "Then more."]
+
+
+def test_zero_width_space_inside_math_leaves_the_math_out_whole():
+    t = "$1\\times1\u200b$卷积的作用主要为以下两点：\n"
+    spans = block_sentences(t, parse_blocks(t)[1][0])
+    assert [t[s:e] for s, e in spans] == ["卷积的作用主要为以下两点："]
