@@ -32,7 +32,8 @@ KINDS = {"definition", "why", "how", "list", "comparison", "yesno", "keyword", "
          "detail", "typo", "offtopic", "nearby"}
 UNANSWERABLE_KINDS = {"offtopic", "nearby"}
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
-NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?(?:[ \t\u3000、:：]+|$)")
+# a section number has at least two components ("5.3", "13.5.2"); "1. 简洁" is a list-like title
+NUMBER = re.compile(r"^(\d+(?:\.\d+)+)\.?(?![\d])[ \t\u3000、:：]*")
 FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 CHAPTER = re.compile(r"^(ch\d\d)_")
 SIMILARITY_LIMIT = 0.5
@@ -71,6 +72,7 @@ def parse_file(path: Path, book: Path, seen: dict[str, int]) -> list[Section]:
     source = path.relative_to(book).as_posix()
     out: list[Section] = []
     open_level = None  # level of the current numbered section heading
+    open_number = None  # its number
     fence = None
     pos = 0
     for line in text.splitlines(keepends=True):
@@ -90,8 +92,11 @@ def parse_file(path: Path, book: Path, seen: dict[str, int]) -> list[Section]:
         level, title = len(hm.group(1)), hm.group(2).strip()
         nm = NUMBER.match(title)
         number = nm.group(1) if nm else None
-        local = (number is not None and chapter_no is not None and open_level is not None
-                 and int(number.split(".")[0]) != chapter_no and level > open_level)
+        # restarted local numbering: "#### 1.1" under 17.9.1, "#### 2.1" under 17.9.2 -- a number
+        # from another chapter whose first part is the last part of the enclosing section
+        local = (number is not None and chapter_no is not None and open_number is not None
+                 and int(number.split(".")[0]) != chapter_no and level > open_level
+                 and number.split(".")[0] == open_number.split(".")[-1])
         if number is None or local:
             if open_level is not None and level > open_level:
                 continue  # nested under the current numbered section: part of its body
@@ -99,7 +104,7 @@ def parse_file(path: Path, book: Path, seen: dict[str, int]) -> list[Section]:
             if out:
                 out[-1].body_end = start
             out.append(Section(f"{chapter}/{title}", title, source, pos, len(text)))
-            open_level = None if level == 1 else level
+            open_level, open_number = (None if level == 1 else level), None
             continue
         if out:
             out[-1].body_end = start
@@ -107,7 +112,7 @@ def parse_file(path: Path, book: Path, seen: dict[str, int]) -> list[Section]:
         seen[f"{chapter}/{number}"] = n
         qid = f"{chapter}/{number}" + (f"~{n}" if n > 1 else "")
         out.append(Section(qid, title[nm.end():].strip(), source, pos, len(text)))
-        open_level = level
+        open_level, open_number = level, number
     return out
 
 
