@@ -3,15 +3,15 @@
 Usage: python eval/check_questions_part2.py [QUESTIONS] [--book DIR]
 
 Checks, per question: the record's fields and values; every `relevant` id is a section of its
-chapter (ATX headings outside code fences; a number
-reused inside a chapter gets `~2`, `~3` in file order, files sorted by name; restarted local
-numbering and unnumbered headings nested under a numbered heading belong to it; a nested number
-that extends the enclosing one, like ch12's old 10.6.1 under 10.6, is a section); every evidence
-span is exact (`text == file_text[start:end]`, file read as UTF-8 with newline=""), lies inside one
-of the question's gold sections, does not start or end inside markup ($...$, **, <...>, links) and
-holds no HTML tag, image link, entity or zero-width character; and the question is not too close
-to its gold heading (character-bigram Jaccard > 0.5 is an error). Prints counts by chapter,
-language and kind. Exit status 1 on any error.
+chapter (ATX headings outside code fences; a number reused inside a chapter gets `~2`, `~3` in
+file order, files sorted by name; restarted local numbering and unnumbered headings nested under
+a numbered heading belong to it; a nested number that extends the enclosing one, like ch12's old
+10.6.1 under 10.6, is a section); every evidence span is exact (`text == file_text[start:end]`,
+file read as UTF-8 with newline=""), lies inside one of the question's gold sections and outside
+code blocks, does not start or end inside markup ($...$, **, <...>, links) and holds no HTML tag,
+image link, entity or zero-width character; and the question is not too close to its gold
+heading (character-bigram Jaccard > 0.5 is an error). Prints counts by chapter, language and
+kind. Exit status 1 on any error.
 """
 from __future__ import annotations
 
@@ -57,6 +57,24 @@ def line_starts(text: str) -> list[int]:
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*#*[ \t]*$")
+
+
+def fenced(text: str) -> list[tuple[int, int]]:
+    """Character ranges of fenced code blocks (fence lines included)."""
+    out, fence, start, pos = [], None, 0, 0
+    for line in text.split("\n"):
+        m = FENCE.match(line)
+        if fence:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
+                    and not line.strip()[len(m.group(1)):].strip():
+                out.append((start, pos + len(line)))
+                fence = None
+        elif m:
+            fence, start = m.group(1), pos
+        pos += len(line) + 1
+    if fence:
+        out.append((start, len(text)))
+    return out
 
 
 def headings(text: str) -> list[tuple[int, int, str]]:
@@ -195,6 +213,8 @@ def check(questions: Path, book: Path) -> int:
                 errors.append(f"{where}: span {s}:{end} of {src} is {t[s:end]!r}")
             if not any(g.source == src and g.start <= s and end <= g.end for g in gold):
                 errors.append(f"{where}: span {s}:{end} not inside gold sections {rel}")
+            if any(a <= s < b for a, b in fenced(t)):
+                errors.append(f"{where}: span {s}:{end} lies in a code block")
             if inside_markup(t, s) or inside_markup(t, end):
                 errors.append(f"{where}: span {s}:{end} starts or ends inside markup")
             if FORBIDDEN.search(e["text"]):
