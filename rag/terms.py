@@ -162,7 +162,7 @@ def _zh_candidates(before: str) -> list[str]:
 
     jieba.setLogLevel(60)
     run = re.search(r"[\u3400-\u9fff\uf900-\ufaff]+$", before).group()[-(MAX_ZH + 8):]
-    words = jieba.lcut(run)
+    words = jieba.lcut(run, HMM=False)
     out, term = [], ""
     for w in reversed(words):
         if w in STOP_WORDS:
@@ -217,7 +217,9 @@ def _zh_length(en: str) -> int:
 
 
 def _is_acronym(w: str) -> bool:
-    return bool(_ACRONYM.match(w)) and w.isupper() and len(w) <= 6
+    """CNN, R-CNN, YOLOv3 is not: all capitals (a plural s allowed: CNNs), at most 6 characters."""
+    stem = w[:-1] if w.endswith("s") else w
+    return bool(_ACRONYM.match(stem)) and stem.isupper() and len(stem) <= 6
 
 
 def _unit_count(term: str, corpus: str, cache: dict[str, int]) -> int:
