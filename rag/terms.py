@@ -13,6 +13,11 @@ also a candidate at another occurrence of the same English term (the common suff
 `什么是批归一化(Batch Normalization)` and `...添加批归一化(batch normalization)`) or that stands
 alone at least twice in the corpus (after punctuation, a non-Chinese character or a function
 word), i.e. is used as a unit; failing both, the shortest candidate.
+
+Measured on the whole book (eval/terms_sample.tsv, 40 hand-checked pairs per method): 24/40 pairs
+exactly right with the lexical rules, 25/40 with the bundled USE encoder. Most misses are spans
+that hold Latin letters (`U形模块`, `Laplace 分布`), jieba segmentation slips and parentheticals
+that name a tool or dataset rather than translate the term.
 """
 
 from __future__ import annotations
