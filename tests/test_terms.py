@@ -84,3 +84,8 @@ def test_encoder_similarity_picks_the_boundary_and_drops_non_translations():
     assert pairs(text, encoder=enc) == {("求和池化", "Sum Pooling"): 1}
     # an acronym is kept by the lexical rules whatever its similarity
     assert pairs("本章介绍卷积神经网络(CNN)。", encoder=enc) == {("卷积神经网络", "CNN"): 1}
+
+
+def test_latin_letters_in_front_of_the_term_belong_to_it():
+    got = pairs("由简化的U形模块（TUM）组成。", "这是 Laplace 分布（Laplace distribution）。", "使用ReLU激活函数(activation function)，激活函数很重要。")
+    assert got == {("U形模块", "TUM"): 1, ("Laplace 分布", "Laplace distribution"): 1, ("激活函数", "activation function"): 1}
