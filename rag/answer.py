@@ -166,7 +166,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
     chosen = _with_context(chosen, s)
     rank = {sec: n for n, sec in enumerate(top)}
     chosen.sort(key=lambda i: (rank[s.section[i]], s.recs[i]["start"]))
-    citations = tuple(_citation(s.recs[i], translated) for i in chosen)
+    citations = tuple(_citation(s.recs[i], translated, r.title_en) for i in chosen)
     return Answer(question=question, language=alang, answer=_format(alang, citations, translated),
                   abstained=False, citations=citations, hits=tuple(hits))
 
@@ -201,12 +201,13 @@ def _with_context(chosen: list[int], s: _Sentences) -> list[int]:
     return out
 
 
-def _citation(rec: dict, translated: bool) -> Citation:
+def _citation(rec: dict, translated: bool, title_en: dict[str, str]) -> Citation:
     original = rec.get("original") if translated else None
+    key = section_key(rec["chapter"], rec["section"])
     return Citation(section=rec["section"], title=rec["title"], quote=rec["text"], source=rec["source"],
                     start=rec["start"], end=rec["end"], lang=rec["lang"],
-                    original=_citation(original, False) if original else None,
-                    chapter=rec["chapter"], id=section_key(rec["chapter"], rec["section"]))
+                    original=_citation(original, False, title_en) if original else None,
+                    chapter=rec["chapter"], id=key, title_en=title_en.get(key, ""))
 
 
 def _section_list(citations) -> str:
@@ -246,6 +247,9 @@ def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
 
 
 def section_title(r: Retriever, key: str, lang: str) -> str:
-    """A section's title (by qualified id) in the given language when the corpus has it, else in the original's."""
+    """A section's title (by qualified id) in the given language when the corpus has it (an English
+    title from toc.en.tsv counts), else in the original's."""
     sec = r.index.find_section(key, lang)
+    if lang == "en" and sec is not None and r.index.lang_of(sec.source) != "en" and key in r.title_en:
+        return r.title_en[key]
     return sec.title if sec else key

@@ -97,7 +97,7 @@ class SourcePanel:
         self.r = r
         corpus = r.index.corpus_dir
         self.files = {name: (corpus / name).read_text(encoding="utf-8") for name, rec in
-                      r.index.manifest["corpus"].items() if rec["lang"] != "glossary" and (corpus / name).is_file()}
+                      r.index.manifest["corpus"].items() if rec["lang"] not in ("glossary", "toc") and (corpus / name).is_file()}
 
     def _block(self, sec: Section, spans, label: str | None, score: float | None, open_: bool = True) -> str:
         text = self.files.get(sec.source)

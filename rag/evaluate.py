@@ -2,7 +2,9 @@
 
 qrels: {qid: {section id: relevance}}    run: {qid: {section id: score}}  (chapter-qualified ids, ch05/5.3)
 A question with no relevant section is one the chapter does not answer: retrieval metrics
-skip it; abstention metrics use it.
+skip it; abstention metrics use it. A near-duplicate of a relevant section (the same content in
+another place, found at build time, see dedup.py) counts as relevant too: a search shows one
+section of such a group and lists the others in `also_in`.
 """
 
 from __future__ import annotations
@@ -119,6 +121,12 @@ def resolve_relevant(questions: list[dict], keys) -> list[dict]:
     return out
 
 
+def with_duplicates(questions: list[dict], duplicates: dict[str, tuple[str, ...]]) -> list[dict]:
+    """The questions with the near-duplicates of their relevant sections added to `relevant`."""
+    return [{**q, "relevant": list(dict.fromkeys(d for s in q["relevant"] for d in duplicates.get(s, (s,))))}
+            for q in questions]
+
+
 def to_qrels(questions: list[dict]) -> dict[str, dict[str, int]]:
     return {q["id"]: {s: 1 for s in q["relevant"]} for q in questions if q["relevant"]}
 
@@ -190,7 +198,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
 
     from .answer import answer
 
-    questions = resolve_relevant(questions, retriever.section_keys)
+    questions = with_duplicates(resolve_relevant(questions, retriever.section_keys), retriever.duplicates)
     qrels_all = to_qrels(questions)
     runs: dict[str, dict] = {m: {} for m in modes}
     times: dict[str, list[float]] = {m: [] for m in (*modes, "answer")}

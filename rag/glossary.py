@@ -36,3 +36,16 @@ def translations(question: str, glossary: list[tuple[str, list[str]]]) -> list[s
                 out.append(zh)
                 break
     return out
+
+
+def write_glossary(pairs: list[tuple[str, list[str]]], path: Path) -> None:
+    """Write pairs in the format read_glossary reads (tabs, bars and newlines in terms become spaces)."""
+    def clean(t: str) -> str:
+        return " ".join(t.replace("|", " ").split())
+
+    lines = []
+    for zh, en in pairs:
+        variants = [v for v in map(clean, en) if v]
+        if clean(zh) and variants:
+            lines.append(f"{clean(zh)}\t{'|'.join(variants)}\n")
+    path.write_text("".join(lines), encoding="utf-8")

@@ -10,6 +10,10 @@
       sentence_vectors.npy  the normalized vector of each sentence, row for row
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
       bm25/LANG/      bm25s's saved arrays over the chunks of one language (zh, en)
+      glossary.tsv    term pairs mined from the corpus, merged with its shipped glossary.tsv
+      titles_en.npy   the normalized vector of each English title (toc.en.tsv), in section order
+      bm25_titles_en/ bm25s's arrays over the English titles, row for row with titles_en.npy
+      duplicates.json groups of near-duplicate sections (qualified ids, see dedup.py)
 
 A build writes into a temporary directory beside the target and swaps it in with renames, so
 an interrupted build leaves the previous index as it was. Nothing is pickled.
@@ -34,19 +38,21 @@ from .align import apply_pairing, attach_originals, pair_sections
 from .chunking import MAX_CHARS
 from .corpus import find_chapters, read_corpus
 from .text import normalize
+from .toc import TOC_FILE, read_toc, with_english_titles
 from .embedding import Encoder
-from .glossary import GLOSSARY_FILE, read_glossary
+from .dedup import duplicate_groups
+from .glossary import GLOSSARY_FILE, read_glossary, write_glossary
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
 from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Section, StaleIndexError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
 _FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "sentences.jsonl",
-          "sentence_vectors.npy", "lexicon.txt")
+          "sentence_vectors.npy", "lexicon.txt", "titles_en.npy", "duplicates.json")
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -55,12 +61,12 @@ def embedding_text(chunk: Chunk) -> str:
 
 
 def _corpus_names(corpus_dir: Path) -> set[str]:
-    """The files an index depends on: the chapters and the glossary."""
+    """The files an index depends on: the chapters, the glossary and the English titles."""
     try:
         names = {p.relative_to(corpus_dir).as_posix() for p in find_chapters(corpus_dir)}
     except RagError:
         names = set()
-    return names | ({GLOSSARY_FILE} if (corpus_dir / GLOSSARY_FILE).is_file() else set())
+    return names | {name for name in (GLOSSARY_FILE, TOC_FILE) if (corpus_dir / name).is_file()}
 
 
 def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
@@ -80,9 +86,16 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     pairs = pair_sections(corpus.sections, sentences, sentence_vectors, titles, report)
     sections, chunks = apply_pairing(pairs, corpus.sections, corpus.chunks, sentences)
     attach_originals(sentences, sentence_vectors, file_texts)
+    toc_path = corpus_dir / TOC_FILE
+    sections = with_english_titles(sections, file_texts, read_toc(toc_path))
+    en_titles = [s.title_en for s in sections if s.title_en]
+    titles_en = _encode_all(encoder, en_titles, False) if en_titles else np.zeros((0, titles.shape[1]), np.float32)
+    duplicates = duplicate_groups({(files[s.source]["lang"], s.key): file_texts[s.source][s.start:s.end]
+                                   for s in sections})
     texts = [embedding_text(c) for c in chunks]
     glossary_path = corpus_dir / GLOSSARY_FILE
-    glossary = read_glossary(glossary_path)
+    glossary = merged_glossary(read_glossary(glossary_path),
+                               [t for name, t in file_texts.items() if files[name]["lang"] == "zh"])
     lexicon = make_lexicon(texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
@@ -106,8 +119,12 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
                 f.write(json.dumps({**rec, "tokens": tokenize(normalize(rec["text"]))}, ensure_ascii=False) + "\n")
         np.save(tmp / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
-        if glossary:
-            shutil.copyfile(glossary_path, tmp / GLOSSARY_FILE)
+        write_glossary(glossary, tmp / GLOSSARY_FILE)
+        np.save(tmp / "titles_en.npy", titles_en, allow_pickle=False)
+        if en_titles:
+            build_bm25([tokenize(normalize(t)) for t in en_titles], tmp / "bm25_titles_en")
+        (tmp / "duplicates.json").write_text(json.dumps(duplicates, ensure_ascii=False, indent=1) + "\n",
+                                             encoding="utf-8")
         # One BM25 index per language: length normalization and IDF stay those of the text a
         # question is matched against (measured: +6 points hit@1 for Chinese questions).
         for lang in sorted({c.lang for c in chunks}):
@@ -119,8 +136,9 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             "index_type": index_type,
             "chunking": {"max_chars": max_chars},
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
-            "corpus": {**files, **({GLOSSARY_FILE: {"sha256": _sha256(glossary_path.read_bytes()), "lang": "glossary"}}
-                                   if glossary else {})},
+            "corpus": {**files, **{name: {"sha256": _sha256((corpus_dir / name).read_bytes()), "lang": kind}
+                                   for name, kind in ((GLOSSARY_FILE, "glossary"), (TOC_FILE, "toc"))
+                                   if (corpus_dir / name).is_file()}},
             "counts": build_counts(sections, chunks, sentences),
             "warnings": report.to_dict(),
             "files": {p.relative_to(tmp).as_posix(): _sha256(p.read_bytes())
@@ -134,6 +152,15 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         raise
     log.info("built %s: %d chunks in %d sections", index_dir, len(chunks), manifest["counts"]["sections"])
     return manifest
+
+
+def merged_glossary(shipped: list[tuple[str, list[str]]], zh_texts: list[str]) -> list[tuple[str, list[str]]]:
+    """The shipped glossary, then the term pairs mined from the Chinese texts (rag.terms) for
+    the Chinese terms it does not have: a shipped entry wins over a mined one."""
+    from .terms import glossary_from_corpus
+
+    have = {zh for zh, _ in shipped}
+    return shipped + [(zh, en) for zh, en in glossary_from_corpus(zh_texts) if zh not in have]
 
 
 def build_counts(sections: list[Section], chunks: list[Chunk], sentences: list[dict]) -> dict:
@@ -228,6 +255,9 @@ class LoadedIndex:
     bm25: dict[str, BM25Scorer]  # by language
     tokenize: Tokenizer
     glossary: list[tuple[str, list[str]]]
+    titles_en: np.ndarray  # one row per section with a title_en, in section order
+    bm25_titles_en: BM25Scorer | None  # over the same English titles
+    duplicates: list[list[str]]  # groups of near-duplicate sections (qualified ids)
 
     @property
     def corpus_dir(self) -> Path:
@@ -315,17 +345,22 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
         bm25 = {p.name: BM25Scorer(p) for p in sorted((index_dir / "bm25").iterdir())}
         tokenize = Tokenizer(load_lexicon(index_dir / "lexicon.txt"))
         glossary = read_glossary(index_dir / GLOSSARY_FILE)
+        titles_en = np.load(index_dir / "titles_en.npy", allow_pickle=False)
+        bm25_titles_en = BM25Scorer(index_dir / "bm25_titles_en") if (index_dir / "bm25_titles_en").is_dir() else None
+        duplicates = json.loads((index_dir / "duplicates.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
     per_lang = {lang: sum(c.lang == lang for c in chunks) for lang in bm25}
     if (vectors.ntotal != len(chunks) or vectors.d != manifest["encoder"]["dim"]
             or any(b.num_docs != per_lang[lang] for lang, b in bm25.items()) or sum(per_lang.values()) != len(chunks)
             or titles.shape != (len(sections), vectors.d)
-            or sentence_vectors.shape != (len(sentences), vectors.d)):
+            or sentence_vectors.shape != (len(sentences), vectors.d)
+            or titles_en.shape != (sum(bool(s.title_en) for s in sections), vectors.d)
+            or (bm25_titles_en is not None and bm25_titles_en.num_docs != len(titles_en))):
         raise DamagedIndexError(f"{index_dir} is inconsistent: {len(chunks)} chunks, {vectors.ntotal} vectors, "
                                 f"{sum(b.num_docs for b in bm25.values())} BM25 documents. {fix}")
     return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, sentences, sentence_vectors,
-                       bm25, tokenize, glossary)
+                       bm25, tokenize, glossary, titles_en, bm25_titles_en, duplicates)
 
 
 def _recover_interrupted_swap(index_dir: Path) -> None:

@@ -19,15 +19,18 @@ MAX_QUERY_CHARS = 2000
 MAX_K = 100
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
-# Weight of the dense score in the hybrid fusion, by question language (the lexical score gets
-# the rest), and weight of the question-to-section-title similarity. Chosen on the dev part of
-# eval/questions.jsonl; see README "How it works".
+# Fusion, by question language. A chunk scores DENSE_WEIGHT * cosine + the rest * BM25 (divided
+# by the query's top BM25 score); a section scores the weighted sum of its best chunk, its best
+# title row (cosine; English titles from toc.en.tsv are title rows too, see below) and BM25 over
+# its English title (divided by the query's top), over the sum of the weights, so every score
+# stays in [0, 1]. Fitted by cross-validation on the dev parts of eval/questions.jsonl and the
+# book's questions together (eval/tools/cv_weights.py; README "How it works").
 DENSE_WEIGHT = {"zh": 0.5, "en": 0.3}
-TITLE_WEIGHT = 0.4
-# A question in a language the corpus has no text in (an English question, a Chinese-only
+# A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
 CROSS_LINGUAL_DENSE_WEIGHT = 0.9
-
+TITLE_WEIGHT = {"zh": 0.4, "en": 0.4}
+TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.0}
 
 def detect_language(text: str) -> str:
     """'zh' if the text has Chinese characters, else 'en'."""
@@ -63,11 +66,19 @@ class Retriever:
         self.section_keys = list(keys)
         self.section_index = keys  # qualified id -> position in section_keys
         self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
-        self._title_section = np.array([keys[s.key] for s in index.sections], dtype=np.int64)
+        # Title rows: every section's title, then the English title (toc.en.tsv) of those that have one.
+        with_en = [s for s in index.sections if s.title_en]
+        self._titles = np.vstack([index.titles, index.titles_en]) if with_en else index.titles
+        self._title_en_section = np.array([keys[s.key] for s in with_en], dtype=np.int64)
+        self._title_section = np.concatenate([np.array([keys[s.key] for s in index.sections], dtype=np.int64),
+                                              self._title_en_section])
+        self.title_en = {s.key: s.title_en for s in with_en}
+        # Near-duplicate sections: a search shows one of a group and lists the others in also_in.
+        self.duplicates = {k: tuple(g) for g in index.duplicates for k in g if k in keys}
         chunk_langs = np.array([c.lang for c in self.chunks])
-        title_langs = np.array([index.lang_of(s.source) for s in index.sections])
+        title_langs = np.array([index.lang_of(s.source) for s in index.sections] + ["en"] * len(with_en))
         chunk_chapters = np.array([c.chapter for c in self.chunks])
-        title_chapters = np.array([s.chapter for s in index.sections])
+        title_chapters = np.array([s.chapter for s in index.sections] + [s.chapter for s in with_en])
         # A question is matched against text in its own language in the chapters that have some
         # (a translation beside the original), and cross-lingually in the other chapters.
         self._lexical = {lang: (scorer, np.flatnonzero(chunk_langs == lang)) for lang, scorer in index.bm25.items()}
@@ -110,19 +121,30 @@ class Retriever:
 
     def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys)."""
+        lang = detect_language(query)
+        dense = DENSE_WEIGHT[lang] if not self._cross[lang] else CROSS_LINGUAL_DENSE_WEIGHT
+        # With chapters matched cross-lingually beside own-language ones, every chunk is scored the
+        # cross-lingual way, so that the scores of both kinds compare.
+        return self.fuse(self.components(query, mode, qv), lang, mode,
+                         dense, TITLE_WEIGHT[lang], TITLE_EN_LEXICAL_WEIGHT[lang])
+
+    def components(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each score of the fusion, in [0, 1]: per chunk `dense` and `lexical`, per section `title`
+        (best title row) and `title_en_lexical` (BM25 over the English titles); a mode gets its own."""
         n = len(self.chunks)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
-        title = None
+        out = {}
         if mode in ("hybrid", "dense"):
             qv = self.embed(query) if qv is None else qv
             sims, ids = self.index.vectors.search(qv, n)
             dense = np.zeros(n, dtype=np.float32)
             ok = ids[0] >= 0
             dense[ids[0][ok]] = np.clip(sims[0][ok], 0.0, 1.0)
+            out["dense"] = dense * chunk_mask
             title = np.zeros(len(self.section_keys), dtype=np.float32)
-            np.maximum.at(title, self._title_section, np.clip(self.index.titles @ qv[0], 0.0, 1.0) * title_mask)
-        own = self._own[lang]
+            np.maximum.at(title, self._title_section, np.clip(self._titles @ qv[0], 0.0, 1.0) * title_mask)
+            out["title"] = title
         if mode != "dense":
             tokens = self.index.tokenize(normalize(query))
             lexical = np.zeros(n, dtype=np.float32)
@@ -134,35 +156,51 @@ class Retriever:
                 for other, (scorer, ids) in self._lexical.items():
                     if other != lang:
                         lexical[ids] = _scaled(scorer.scores(cross_tokens))
+            out["lexical"] = lexical * chunk_mask
+            title_lex = np.zeros(len(self.section_keys), dtype=np.float32)
+            if self.index.bm25_titles_en is not None and lang == "en":
+                np.maximum.at(title_lex, self._title_en_section, _scaled(self.index.bm25_titles_en.scores(tokens)))
+            out["title_en_lexical"] = title_lex
+        return out
+
+    def fuse(self, parts: dict[str, np.ndarray], lang: str, mode: str, dense: float, title: float,
+             title_en_lexical: float) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk and section scores from the components, with the given weights (see the constants)."""
         if mode == "dense":
-            chunk = dense
+            chunk = parts["dense"]
         elif mode == "lexical":
-            chunk = lexical
+            chunk = parts["lexical"]
         else:
-            # With chapters matched cross-lingually beside own-language ones, every chunk is scored
-            # the cross-lingual way, so that the scores of both kinds compare.
-            w = CROSS_LINGUAL_DENSE_WEIGHT if self._cross[lang] else DENSE_WEIGHT[lang]
-            chunk = w * dense + (1.0 - w) * lexical
-        chunk = chunk * chunk_mask
+            chunk = dense * parts["dense"] + (1.0 - dense) * parts["lexical"]
         section = np.zeros(len(self.section_keys), dtype=np.float32)
         np.maximum.at(section, self._chunk_section, chunk)
-        if title is not None:
-            section = (section + TITLE_WEIGHT * title) / (1.0 + TITLE_WEIGHT)
-        return chunk, section
+        total = 1.0
+        for name, w in (("title", title), ("title_en_lexical", title_en_lexical)):
+            if name in parts and w > 0:
+                section = section + w * parts[name]
+                total += w
+        return chunk, section / total
 
     def hits(self, chunk_scores: np.ndarray, section_scores: np.ndarray, k: int) -> list[Hit]:
-        """The k best sections with evidence (score > 0), each shown by its best chunk."""
+        """The k best sections with evidence (score > 0), each shown by its best chunk; of a group
+        of near-duplicate sections only the best is shown, with the others in its `also_in`."""
         best: dict[int, int] = {}
         for i in np.argsort(-chunk_scores, kind="stable"):
             best.setdefault(int(self._chunk_section[i]), int(i))
-        hits = []
-        for sec in np.argsort(-section_scores, kind="stable")[:k]:
-            if section_scores[sec] <= 0:
+        hits, shown = [], set()
+        for sec in np.argsort(-section_scores, kind="stable"):
+            if len(hits) == k or section_scores[sec] <= 0:
                 break
+            key = self.section_keys[sec]
+            if key in shown or int(sec) not in best:
+                continue
+            group = self.duplicates.get(key, (key,))
+            shown.update(group)
             c = self.chunks[best[int(sec)]]
             hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(section_scores[sec]), 6),
                             source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id,
-                            chapter=c.chapter, id=c.key))
+                            chapter=c.chapter, id=c.key, title_en=self.title_en.get(key, ""),
+                            also_in=tuple(g for g in group if g != key)))
         return hits
 
 

@@ -52,6 +52,7 @@ class Section:
     chapter: str = ""
     kind: str = "text"
     parents: tuple[str, ...] = ()
+    title_en: str = ""  # the reviewed English title (a corpus's toc.en.tsv), if any
 
     @property
     def key(self) -> str:
@@ -92,9 +93,16 @@ class Hit:
     chunk: int = -1
     chapter: str = ""
     id: str = ""  # the qualified section id, e.g. "ch10/10.3"
+    title_en: str = ""  # the section's English title, when the corpus has one
+    also_in: tuple[str, ...] = ()  # qualified ids of near-duplicate sections (same content elsewhere)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready fields; `title_en` only when there is one."""
+        d = asdict(self)
+        d["also_in"] = list(self.also_in)
+        if not self.title_en:
+            del d["title_en"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -111,10 +119,11 @@ class Citation:
     original: Citation | None = None
     chapter: str = ""
     id: str = ""  # the qualified section id
+    title_en: str = ""  # the section's English title, when the corpus has one
 
     def to_dict(self) -> dict:
-        """JSON-ready fields; `original` only for a translated quote."""
-        d = {k: v for k, v in asdict(self).items() if k != "original"}
+        """JSON-ready fields; `original` only for a translated quote, `title_en` only when there is one."""
+        d = {k: v for k, v in asdict(self).items() if k != "original" and (k != "title_en" or v)}
         if self.original is not None:
             d["original"] = self.original.to_dict()
         return d

@@ -1,0 +1,157 @@
+"""Choose the retriever's fusion weights by cross-validation (issue 11).
+
+One parameter set for the whole book and the bundled chapter, per question language: the dense
+share of a chunk's score (own-language text, and cross-lingual when some chapters lack the
+question's language), the weight of the best title row (titles and English TOC titles) and of
+BM25 over the English titles. Questions: the dev split of eval/questions.jsonl (scored on the
+chapter's index) and the dev split of the book's questions (scored on a whole-book index), pooled.
+The objective is hit@1 + 0.5 * MRR@10 over the pooled questions of a language, with a
+near-duplicate of a gold section counted as gold and one entry per duplicate group in the ranking.
+
+    python eval/tools/cv_weights.py --book-index /tmp/book-index [--chapter-index index] [--folds 5]
+
+Prints each fold's choice and held-out score, the CV score (held-out hit@1 per set and
+language) and the weights fitted on all dev questions. Book questions come from
+eval/book_questions.jsonl when it carries a dev/test split, else from
+eval/book_questions_part1/2.jsonl split as the research prototype did (seed 11, 60 % dev per language).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from rag.evaluate import read_questions, resolve_relevant, with_duplicates  # noqa: E402
+from rag.retriever import Retriever, detect_language  # noqa: E402
+
+GRID = {
+    "zh": {"dense": [0.3, 0.4, 0.5, 0.6, 0.7], "cross": [0.9], "title": [0.0, 0.2, 0.4, 0.8], "tlex": [0.0]},
+    "en": {"dense": [0.2, 0.3, 0.4, 0.5], "cross": [0.5, 0.6, 0.7, 0.8, 0.9], "title": [0.0, 0.2, 0.4, 0.8],
+           "tlex": [0.0, 0.25, 0.5, 1.0]},
+}
+SEED = 11
+
+
+def book_questions(repo: Path = REPO) -> list[dict]:
+    one = repo / "eval" / "book_questions.jsonl"
+    if one.is_file():
+        qs = read_questions(one)
+        raw = [json.loads(line) for line in one.read_text(encoding="utf-8").splitlines() if line.strip()]
+        split = {r["id"]: r.get("split") for r in raw}
+        if all(split.values()):
+            return [{**q, "split": split[q["id"]]} for q in qs]
+    qs = []
+    for name in ("book_questions_part1.jsonl", "book_questions_part2.jsonl"):
+        qs += read_questions(repo / "eval" / name)
+    rng = random.Random(SEED)
+    for lang in ("zh", "en"):
+        group = sorted((q for q in qs if q["lang"] == lang), key=lambda q: q["id"])
+        rng.shuffle(group)
+        cut = round(0.6 * len(group))
+        for i, q in enumerate(group):
+            q["split"] = "dev" if i < cut else "test"
+    return qs
+
+
+def chapter_questions(repo: Path = REPO) -> list[dict]:
+    path = repo / "eval" / "questions.jsonl"
+    raw = {r["id"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    return [{**q, "split": raw[q["id"]].get("split")} for q in read_questions(path)]
+
+
+class Cached:
+    """Each question's components, computed once; fused and ranked for any weights."""
+
+    def __init__(self, r: Retriever, questions: list[dict], set_name: str):
+        qs = with_duplicates(resolve_relevant(questions, r.section_keys), r.duplicates)
+        self.r = r
+        self.items = []
+        group_of = {k: min(g) for k, g in r.duplicates.items()}
+        self.group = np.array([group_of.get(k, k) for k in r.section_keys])
+        for q in qs:
+            if not q["relevant"]:
+                continue
+            lang = detect_language(q["question"])
+            gold = np.isin(np.array(r.section_keys), q["relevant"])
+            self.items.append((set_name, q, lang, r.components(q["question"], "hybrid"), gold))
+
+    def rank_scores(self, item, w: dict) -> tuple[float, float]:
+        _, _, lang, parts, gold = item
+        dense = w["cross"] if self.r._cross[lang] else w["dense"]
+        _, section = self.r.fuse(parts, lang, "hybrid", dense, w["title"], w["tlex"])
+        order = np.argsort(-section, kind="stable")[:40]
+        seen = []
+        for sec in order:
+            if section[sec] <= 0:
+                break
+            g = self.group[sec]
+            if g in seen:
+                continue
+            seen.append(g)
+            if gold[sec]:
+                rank = len(seen)
+                return float(rank == 1), (1.0 / rank if rank <= 10 else 0.0)
+            if len(seen) >= 10:
+                break
+        return 0.0, 0.0
+
+
+def objective(items, w) -> float:
+    s = [c.rank_scores(it, w) for c, it in items]
+    return sum(h + 0.5 * m for h, m in s) / max(len(s), 1)
+
+
+def fit(items, lang) -> dict:
+    grid = GRID[lang]
+    best, best_w = -1.0, None
+    for combo in itertools.product(*grid.values()):
+        w = dict(zip(grid, combo))
+        score = objective(items, w)
+        if score > best + 1e-9:
+            best, best_w = score, w
+    return best_w
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--book-index", required=True)
+    ap.add_argument("--chapter-index", default=str(REPO / "index"))
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--split", default="dev", help="dev for the fit (default); test to score fixed weights")
+    args = ap.parse_args(argv)
+
+    caches = [Cached(Retriever.load(args.chapter_index), [q for q in chapter_questions() if q["split"] == "dev"], "chapter"),
+              Cached(Retriever.load(args.book_index), [q for q in book_questions() if q["split"] == "dev"], "book")]
+    result = {}
+    for lang in ("zh", "en"):
+        items = [(c, it) for c in caches for it in c.items if it[2] == lang]
+        rng = random.Random(SEED)
+        rng.shuffle(items)
+        folds = [items[i::args.folds] for i in range(args.folds)]
+        held = {}
+        for f in range(args.folds):
+            train = [x for g, fold in enumerate(folds) if g != f for x in fold]
+            w = fit(train, lang)
+            for c, it in folds[f]:
+                held.setdefault(it[0], []).append(c.rank_scores(it, w)[0])
+            print(f"{lang} fold {f + 1}: {w}", file=sys.stderr)
+        final = fit(items, lang)
+        result[lang] = {"weights": final,
+                        "cv_hit@1": {s: round(float(np.mean(v)), 3) for s, v in held.items()},
+                        "n": {s: len(v) for s, v in held.items()},
+                        "dev_hit@1_fitted": {s: round(float(np.mean([c.rank_scores(it, final)[0] for c, it in items
+                                                                      if it[0] == s])), 3) for s in held}}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Whole-book retrieval parts (issue 11): English titles from toc.en.tsv, the mined glossary,
+near-duplicate sections (also_in) and how eval counts them. Small corpora and the fake encoder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.dedup import duplicate_groups
+from rag.evaluate import with_duplicates
+from rag.index import build_index, load_index, merged_glossary
+from rag.retriever import Retriever
+from rag.toc import read_toc
+from rag.types import RagError
+
+CAT = ("猫是一种小型食肉动物，它们喜欢在阳光下睡觉，也喜欢追逐会动的小东西，比如毛线球和激光笔的光点。"
+       "家猫大约在一万年前开始与人类一起生活，最早可能是为了捕捉粮仓里的老鼠。")
+ZH = f"""# 第一章 动物
+
+## 1.1 什么是猫？
+
+{CAT}
+
+## 1.2 什么是狗？
+
+狗是人类的朋友。狗会看家，也会陪主人散步。卷积神经网络(Convolutional Neural Network)与狗无关。
+
+## 1.3 猫的习性
+
+{CAT}
+"""
+TOC = ("chapter\tfile\tline\tnumber\tzh\ten\n"
+       "ch01\tch01_animals.zh.md\t1\t\t第一章 动物\tChapter 1 Animals\n"
+       "ch01\tch01_animals.zh.md\t3\t1.1\t什么是猫？\tWhat is a cat?\n"
+       "ch01\tch01_animals.zh.md\t11\t1.3\t猫的习性\tHabits of cats\n")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "ch01_animals.zh.md").write_text(ZH, encoding="utf-8")
+    (d / "toc.en.tsv").write_text(TOC, encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def built(corpus, fake_encoder):
+    idx = corpus.parent / "index"
+    build_index(corpus, idx, fake_encoder)
+    return load_index(idx)
+
+
+def test_english_titles_join_sections_by_file_and_line(built):
+    en = {s.key: s.title_en for s in built.sections}
+    assert en == {"ch01/1.1": "What is a cat?", "ch01/1.2": "", "ch01/1.3": "Habits of cats"}
+    assert built.titles_en.shape == (2, built.titles.shape[1])
+    assert built.bm25_titles_en.num_docs == 2
+    assert "toc.en.tsv" in built.manifest["corpus"]
+
+
+def test_english_title_is_searchable_and_shown(built, fake_encoder):
+    r = Retriever(built, fake_encoder)
+    parts = r.components("habits", "lexical")
+    assert parts["title_en_lexical"][r.section_index["ch01/1.3"]] == 1.0
+    assert parts["title_en_lexical"][r.section_index["ch01/1.2"]] == 0.0
+    hit = next(h for h in r.search("什么是猫", k=5) if h.id in ("ch01/1.1", "ch01/1.3"))
+    assert hit.title_en in ("What is a cat?", "Habits of cats")
+    assert "title_en" not in next(h for h in r.search("狗", k=5) if h.id == "ch01/1.2").to_dict()
+
+
+def test_near_duplicates_show_once_with_also_in(built, fake_encoder):
+    assert built.duplicates == [["ch01/1.1", "ch01/1.3"]]
+    r = Retriever(built, fake_encoder)
+    hits = r.search("猫喜欢在阳光下睡觉", k=5)
+    ids = [h.id for h in hits]
+    assert len({"ch01/1.1", "ch01/1.3"} & set(ids)) == 1
+    cat = next(h for h in hits if h.id in ("ch01/1.1", "ch01/1.3"))
+    assert set(cat.also_in) == {"ch01/1.1", "ch01/1.3"} - {cat.id}
+    assert cat.to_dict()["also_in"] == list(cat.also_in)
+
+
+def test_eval_counts_a_duplicate_of_gold_as_relevant():
+    dups = {"a/1": ("a/1", "b/2"), "b/2": ("a/1", "b/2")}
+    qs = with_duplicates([{"id": "q", "relevant": ["a/1", "c/3"]}, {"id": "n", "relevant": []}], dups)
+    assert qs[0]["relevant"] == ["a/1", "b/2", "c/3"] and qs[1]["relevant"] == []
+
+
+def test_duplicate_rule_thresholds():
+    base = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(300))
+    texts = {("zh", "x/1"): base, ("zh", "x/2"): base + "另加几句不同的话。",  # contained
+             ("zh", "x/3"): base[:150] + base[::-1][:150],  # half shared: neither rule
+             ("en", "x/4"): base, ("zh", "x/5"): base[:40], ("zh", "x/6"): base[:40]}  # too short
+    assert duplicate_groups(texts) == [["x/1", "x/2"]]
+
+
+def test_mined_glossary_merges_under_the_shipped_one(built):
+    pairs = dict(built.glossary)
+    assert pairs["卷积神经网络"] == ["Convolutional Neural Network"]
+    shipped = [("卷积神经网络", ["CNN"])]
+    assert dict(merged_glossary(shipped, [ZH]))["卷积神经网络"] == ["CNN"]
+
+
+def test_bad_toc_is_a_clear_error(tmp_path):
+    p = tmp_path / "toc.en.tsv"
+    p.write_text("file\tline\n", encoding="utf-8")
+    with pytest.raises(RagError, match="expected the header"):
+        read_toc(p)
+    p.write_text(TOC.replace("\t3\t", "\tx\t"), encoding="utf-8")
+    with pytest.raises(RagError, match="line number"):
+        read_toc(p)
