@@ -6,7 +6,8 @@ texts (lowercased, without whitespace and punctuation) have Jaccard similarity a
 smaller is contained in the larger above 0.8, and the smaller has at least 50 5-grams. Measured on
 the whole book with chapter 10 beside it (benchmarks/proto11/FINDINGS.md): 19 pairs inside the
 book and 11 between the book and chapter 10; between containment 0.4 and 0.8 the pairs are
-chapter introductions and unrelated sections. Pairs are merged into groups (transitively).
+chapter introductions and unrelated sections. Pairs are not merged transitively: an edited copy
+can contain two sections that are not copies of each other.
 """
 
 from __future__ import annotations
@@ -27,20 +28,14 @@ def grams(text: str) -> set[str]:
     return {t[i:i + N] for i in range(len(t) - N + 1)}
 
 
-def duplicate_groups(texts: dict[tuple[str, str], str]) -> list[list[str]]:
-    """Groups (each sorted, two or more qualified ids) of near-duplicate sections.
+def duplicate_pairs(texts: dict[tuple[str, str], str]) -> list[list[str]]:
+    """The pairs [a, b] (a < b, sorted) of near-duplicate sections, by qualified id.
 
     `texts` maps (language, qualified id) to the section's text; only the same language is compared.
     """
     from scipy import sparse
 
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
+    pairs: set[tuple[str, str]] = set()
     for lang in sorted({lang for lang, _ in texts}):
         keys = sorted(k for lg, k in texts if lg == lang)
         sets = [grams(texts[(lang, k)]) for k in keys]
@@ -60,8 +55,14 @@ def duplicate_groups(texts: dict[tuple[str, str], str]) -> list[list[str]]:
             if small < MIN_GRAMS:
                 continue
             if n / (size[i] + size[j] - n) > JACCARD or n / small > CONTAINMENT:
-                parent[find(keys[j])] = find(keys[i])
-    groups: dict[str, list[str]] = {}
-    for k in parent:
-        groups.setdefault(find(k), []).append(k)
-    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+                pairs.add((min(keys[i], keys[j]), max(keys[i], keys[j])))
+    return [list(p) for p in sorted(pairs)]
+
+
+def neighbours(pairs: list[list[str]]) -> dict[str, tuple[str, ...]]:
+    """Qualified id -> its near-duplicates (sorted)."""
+    out: dict[str, set[str]] = {}
+    for a, b in pairs:
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
+    return {k: tuple(sorted(v)) for k, v in out.items()}

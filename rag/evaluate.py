@@ -123,7 +123,7 @@ def resolve_relevant(questions: list[dict], keys) -> list[dict]:
 
 def with_duplicates(questions: list[dict], duplicates: dict[str, tuple[str, ...]]) -> list[dict]:
     """The questions with the near-duplicates of their relevant sections added to `relevant`."""
-    return [{**q, "relevant": list(dict.fromkeys(d for s in q["relevant"] for d in duplicates.get(s, (s,))))}
+    return [{**q, "relevant": list(dict.fromkeys(d for s in q["relevant"] for d in (s, *duplicates.get(s, ()))))}
             for q in questions]
 
 

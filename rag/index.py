@@ -7,13 +7,13 @@
       sections.jsonl  one section a line (chapter, id, title, source), in file order
       titles.npy      the normalized vector of each section title, row for row
       sentences.jsonl every sentence (with its tokens, and for a translation its original)
-      sentence_vectors.npy  the normalized vector of each sentence, row for row
+      sentence_vectors.npy  the normalized vector of each sentence, row for row (float16)
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
       bm25/LANG/      bm25s's saved arrays over the chunks of one language (zh, en)
       glossary.tsv    term pairs mined from the corpus, merged with its shipped glossary.tsv
       titles_en.npy   the normalized vector of each English title (toc.en.tsv), in section order
       bm25_titles_en/ bm25s's arrays over the English titles, row for row with titles_en.npy
-      duplicates.json groups of near-duplicate sections (qualified ids, see dedup.py)
+      duplicates.json pairs of near-duplicate sections (qualified ids, see dedup.py)
 
 A build writes into a temporary directory beside the target and swaps it in with renames, so
 an interrupted build leaves the previous index as it was. Nothing is pickled.
@@ -40,7 +40,7 @@ from .corpus import find_chapters, read_corpus
 from .text import normalize
 from .toc import TOC_FILE, read_toc, with_english_titles
 from .embedding import Encoder
-from .dedup import duplicate_groups
+from .dedup import duplicate_pairs
 from .glossary import GLOSSARY_FILE, read_glossary, write_glossary
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
 from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Section, StaleIndexError
@@ -90,7 +90,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     sections = with_english_titles(sections, file_texts, read_toc(toc_path))
     en_titles = [s.title_en for s in sections if s.title_en]
     titles_en = _encode_all(encoder, en_titles, False) if en_titles else np.zeros((0, titles.shape[1]), np.float32)
-    duplicates = duplicate_groups({(files[s.source]["lang"], s.key): file_texts[s.source][s.start:s.end]
+    duplicates = duplicate_pairs({(files[s.source]["lang"], s.key): file_texts[s.source][s.start:s.end]
                                    for s in sections})
     texts = [embedding_text(c) for c in chunks]
     glossary_path = corpus_dir / GLOSSARY_FILE
@@ -117,7 +117,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         with open(tmp / "sentences.jsonl", "w", encoding="utf-8", newline="\n") as f:
             for rec in sentences:
                 f.write(json.dumps({**rec, "tokens": tokenize(normalize(rec["text"]))}, ensure_ascii=False) + "\n")
-        np.save(tmp / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
+        # float16 on disk: half the size of the index's largest file; cosines move by < 1e-3.
+        np.save(tmp / "sentence_vectors.npy", sentence_vectors.astype(np.float16), allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
         write_glossary(glossary, tmp / GLOSSARY_FILE)
         np.save(tmp / "titles_en.npy", titles_en, allow_pickle=False)
@@ -257,7 +258,7 @@ class LoadedIndex:
     glossary: list[tuple[str, list[str]]]
     titles_en: np.ndarray  # one row per section with a title_en, in section order
     bm25_titles_en: BM25Scorer | None  # over the same English titles
-    duplicates: list[list[str]]  # groups of near-duplicate sections (qualified ids)
+    duplicates: list[list[str]]  # pairs of near-duplicate sections (qualified ids)
 
     @property
     def corpus_dir(self) -> Path:
@@ -340,7 +341,7 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
         titles = np.load(index_dir / "titles.npy", allow_pickle=False)
         with open(index_dir / "sentences.jsonl", encoding="utf-8") as f:
             sentences = [json.loads(line) for line in f]
-        sentence_vectors = np.load(index_dir / "sentence_vectors.npy", allow_pickle=False)
+        sentence_vectors = np.load(index_dir / "sentence_vectors.npy", allow_pickle=False).astype(np.float32)
         vectors = faiss.read_index(str(index_dir / "vectors.faiss"))
         bm25 = {p.name: BM25Scorer(p) for p in sorted((index_dir / "bm25").iterdir())}
         tokenize = Tokenizer(load_lexicon(index_dir / "lexicon.txt"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dedup import neighbours
 from .glossary import translations
 from .text import normalize
 from .embedding import Encoder, load_encoder
@@ -73,8 +74,8 @@ class Retriever:
         self._title_section = np.concatenate([np.array([keys[s.key] for s in index.sections], dtype=np.int64),
                                               self._title_en_section])
         self.title_en = {s.key: s.title_en for s in with_en}
-        # Near-duplicate sections: a search shows one of a group and lists the others in also_in.
-        self.duplicates = {k: tuple(g) for g in index.duplicates for k in g if k in keys}
+        # Near-duplicate sections: a search shows the best of them and lists the others in also_in.
+        self.duplicates = {k: v for k, v in neighbours(index.duplicates).items() if k in keys}
         chunk_langs = np.array([c.lang for c in self.chunks])
         title_langs = np.array([index.lang_of(s.source) for s in index.sections] + ["en"] * len(with_en))
         chunk_chapters = np.array([c.chapter for c in self.chunks])
@@ -182,8 +183,8 @@ class Retriever:
         return chunk, section / total
 
     def hits(self, chunk_scores: np.ndarray, section_scores: np.ndarray, k: int) -> list[Hit]:
-        """The k best sections with evidence (score > 0), each shown by its best chunk; of a group
-        of near-duplicate sections only the best is shown, with the others in its `also_in`."""
+        """The k best sections with evidence (score > 0), each shown by its best chunk; a section's
+        near-duplicates are not shown after it, but listed in its `also_in`."""
         best: dict[int, int] = {}
         for i in np.argsort(-chunk_scores, kind="stable"):
             best.setdefault(int(self._chunk_section[i]), int(i))
@@ -194,13 +195,13 @@ class Retriever:
             key = self.section_keys[sec]
             if key in shown or int(sec) not in best:
                 continue
-            group = self.duplicates.get(key, (key,))
-            shown.update(group)
+            also = self.duplicates.get(key, ())
+            shown.update(also)
             c = self.chunks[best[int(sec)]]
             hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(section_scores[sec]), 6),
                             source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id,
                             chapter=c.chapter, id=c.key, title_en=self.title_en.get(key, ""),
-                            also_in=tuple(g for g in group if g != key)))
+                            also_in=also))
         return hits
 
 

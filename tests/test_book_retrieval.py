@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rag.dedup import duplicate_groups
+from rag.dedup import duplicate_pairs, neighbours
 from rag.evaluate import with_duplicates
 from rag.index import build_index, load_index, merged_glossary
 from rag.retriever import Retriever
@@ -82,7 +82,7 @@ def test_near_duplicates_show_once_with_also_in(built, fake_encoder):
 
 
 def test_eval_counts_a_duplicate_of_gold_as_relevant():
-    dups = {"a/1": ("a/1", "b/2"), "b/2": ("a/1", "b/2")}
+    dups = neighbours([["a/1", "b/2"]])
     qs = with_duplicates([{"id": "q", "relevant": ["a/1", "c/3"]}, {"id": "n", "relevant": []}], dups)
     assert qs[0]["relevant"] == ["a/1", "b/2", "c/3"] and qs[1]["relevant"] == []
 
@@ -92,7 +92,12 @@ def test_duplicate_rule_thresholds():
     texts = {("zh", "x/1"): base, ("zh", "x/2"): base + "另加几句不同的话。",  # contained
              ("zh", "x/3"): base[:150] + base[::-1][:150],  # half shared: neither rule
              ("en", "x/4"): base, ("zh", "x/5"): base[:40], ("zh", "x/6"): base[:40]}  # too short
-    assert duplicate_groups(texts) == [["x/1", "x/2"]]
+    assert duplicate_pairs(texts) == [["x/1", "x/2"]]
+    # not transitive: a copy containing two different sections pairs with each, they stay apart
+    other = "".join(chr(0x4E00 + (i * 104729) % 20000) for i in range(300))
+    both = {("zh", "y/1"): base, ("zh", "y/2"): other, ("zh", "y/3"): base + other}
+    assert duplicate_pairs(both) == [["y/1", "y/3"], ["y/2", "y/3"]]
+    assert neighbours(duplicate_pairs(both))["y/3"] == ("y/1", "y/2")
 
 
 def test_mined_glossary_merges_under_the_shipped_one(built):

@@ -6,7 +6,8 @@ question's language), the weight of the best title row (titles and English TOC t
 BM25 over the English titles. Questions: the dev split of eval/questions.jsonl (scored on the
 chapter's index) and the dev split of the book's questions (scored on a whole-book index), pooled.
 The objective is hit@1 + 0.5 * MRR@10 over the pooled questions of a language, with a
-near-duplicate of a gold section counted as gold and one entry per duplicate group in the ranking.
+near-duplicate of a gold section counted as gold and the ranking collapsed as a search shows it
+(a section's near-duplicates are not listed after it).
 
     python eval/tools/cv_weights.py --book-index /tmp/book-index [--chapter-index index] [--folds 5]
 
@@ -72,11 +73,15 @@ class Cached:
     """Each question's components, computed once; fused and ranked for any weights."""
 
     def __init__(self, r: Retriever, questions: list[dict], set_name: str):
+        known = set(r.section_keys)
+        bad = [q["id"] for q in questions if any("/" in s and s not in known for s in q["relevant"])]
+        if bad:
+            print(f"{set_name}: skipping {len(bad)} questions whose gold id is not a section: {bad}", file=sys.stderr)
+        questions = [q for q in questions if q["id"] not in bad]
         qs = with_duplicates(resolve_relevant(questions, r.section_keys), r.duplicates)
         self.r = r
         self.items = []
-        group_of = {k: min(g) for k, g in r.duplicates.items()}
-        self.group = np.array([group_of.get(k, k) for k in r.section_keys])
+        self.also = {r.section_index[k]: {r.section_index[d] for d in v} for k, v in r.duplicates.items()}
         for q in qs:
             if not q["relevant"]:
                 continue
@@ -89,19 +94,16 @@ class Cached:
         dense = w["cross"] if self.r._cross[lang] else w["dense"]
         _, section = self.r.fuse(parts, lang, "hybrid", dense, w["title"], w["tlex"])
         order = np.argsort(-section, kind="stable")[:40]
-        seen = []
+        shown, rank = set(), 0
         for sec in order:
-            if section[sec] <= 0:
+            if section[sec] <= 0 or rank >= 10:
                 break
-            g = self.group[sec]
-            if g in seen:
+            if sec in shown:
                 continue
-            seen.append(g)
+            shown |= self.also.get(sec, set())
+            rank += 1
             if gold[sec]:
-                rank = len(seen)
-                return float(rank == 1), (1.0 / rank if rank <= 10 else 0.0)
-            if len(seen) >= 10:
-                break
+                return float(rank == 1), 1.0 / rank
         return 0.0, 0.0
 
 
