@@ -105,8 +105,11 @@ def _search(args) -> int:
         print("no matching section")
     for h in hits:
         snippet = " ".join(h.text.split())
-        print(f"§{h.id} {h.title}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
+        title = f"{h.title} ({h.title_en})" if h.title_en else h.title
+        print(f"§{h.id} {title}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
         print(f"    {snippet[:160]}{'…' if len(snippet) > 160 else ''}")
+        if h.also_in:
+            print(f"    also in: {', '.join('§' + k for k in h.also_in)}")
     return 0
 
 

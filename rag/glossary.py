@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .types import RagError
@@ -25,27 +26,19 @@ def read_glossary(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def translations(question: str, glossary: list[tuple[str, list[str]]]) -> list[str]:
-    """The other-language terms of the glossary terms found in a question (longest terms first)."""
+    """The other-language terms of the glossary terms found in a question (longest terms first).
+
+    An English term is found as whole words (a plural -s/-es too): "ip" is not in "tip".
+    """
     q = question.lower()
     out = []
     for zh, en in sorted(glossary, key=lambda p: -len(p[0])):
         if zh in question:
             out.append(en[0])
         for variant in en:
-            if variant.lower() in q:
+            v = variant.lower()
+            if v in q and re.search(rf"(?<![a-z0-9]){re.escape(v)}(?:e?s)?(?![a-z0-9])", q):
                 out.append(zh)
                 break
     return out
 
-
-def write_glossary(pairs: list[tuple[str, list[str]]], path: Path) -> None:
-    """Write pairs in the format read_glossary reads (tabs, bars and newlines in terms become spaces)."""
-    def clean(t: str) -> str:
-        return " ".join(t.replace("|", " ").split())
-
-    lines = []
-    for zh, en in pairs:
-        variants = [v for v in map(clean, en) if v]
-        if clean(zh) and variants:
-            lines.append(f"{clean(zh)}\t{'|'.join(variants)}\n")
-    path.write_text("".join(lines), encoding="utf-8")

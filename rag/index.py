@@ -10,7 +10,7 @@
       sentence_vectors.npy  the normalized vector of each sentence, row for row (float16)
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
       bm25/LANG/      bm25s's saved arrays over the chunks of one language (zh, en)
-      glossary.tsv    term pairs mined from the corpus, merged with its shipped glossary.tsv
+      glossary.tsv    the corpus's glossary.tsv
       titles_en.npy   the normalized vector of each English title (toc.en.tsv), in section order
       bm25_titles_en/ bm25s's arrays over the English titles, row for row with titles_en.npy
       duplicates.json pairs of near-duplicate sections (qualified ids, see dedup.py)
@@ -41,7 +41,7 @@ from .text import normalize
 from .toc import TOC_FILE, read_toc, with_english_titles
 from .embedding import Encoder
 from .dedup import duplicate_pairs
-from .glossary import GLOSSARY_FILE, read_glossary, write_glossary
+from .glossary import GLOSSARY_FILE, read_glossary
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
 from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Section, StaleIndexError
 
@@ -94,8 +94,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
                                    for s in sections})
     texts = [embedding_text(c) for c in chunks]
     glossary_path = corpus_dir / GLOSSARY_FILE
-    glossary = merged_glossary(read_glossary(glossary_path),
-                               [t for name, t in file_texts.items() if files[name]["lang"] == "zh"])
+    glossary = read_glossary(glossary_path)
     lexicon = make_lexicon(texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
@@ -120,7 +119,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         # float16 on disk: half the size of the index's largest file; cosines move by < 1e-3.
         np.save(tmp / "sentence_vectors.npy", sentence_vectors.astype(np.float16), allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
-        write_glossary(glossary, tmp / GLOSSARY_FILE)
+        if glossary:
+            shutil.copyfile(glossary_path, tmp / GLOSSARY_FILE)
         np.save(tmp / "titles_en.npy", titles_en, allow_pickle=False)
         if en_titles:
             build_bm25([tokenize(normalize(t)) for t in en_titles], tmp / "bm25_titles_en")
@@ -153,15 +153,6 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         raise
     log.info("built %s: %d chunks in %d sections", index_dir, len(chunks), manifest["counts"]["sections"])
     return manifest
-
-
-def merged_glossary(shipped: list[tuple[str, list[str]]], zh_texts: list[str]) -> list[tuple[str, list[str]]]:
-    """The shipped glossary, then the term pairs mined from the Chinese texts (rag.terms) for
-    the Chinese terms it does not have: a shipped entry wins over a mined one."""
-    from .terms import glossary_from_corpus
-
-    have = {zh for zh, _ in shipped}
-    return shipped + [(zh, en) for zh, en in glossary_from_corpus(zh_texts) if zh not in have]
 
 
 def build_counts(sections: list[Section], chunks: list[Chunk], sentences: list[dict]) -> dict:

@@ -26,12 +26,12 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # its English title (divided by the query's top), over the sum of the weights, so every score
 # stays in [0, 1]. Fitted by cross-validation on the dev parts of eval/questions.jsonl and the
 # book's questions together (eval/tools/cv_weights.py; README "How it works").
-DENSE_WEIGHT = {"zh": 0.5, "en": 0.3}
+DENSE_WEIGHT = {"zh": 0.3, "en": 0.4}
 # A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
-CROSS_LINGUAL_DENSE_WEIGHT = 0.9
+CROSS_LINGUAL_DENSE_WEIGHT = 0.8
 TITLE_WEIGHT = {"zh": 0.4, "en": 0.4}
-TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.0}
+TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
 
 def detect_language(text: str) -> str:
     """'zh' if the text has Chinese characters, else 'en'."""

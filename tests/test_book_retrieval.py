@@ -1,4 +1,4 @@
-"""Whole-book retrieval parts (issue 11): English titles from toc.en.tsv, the mined glossary,
+"""Whole-book retrieval parts (issue 11): English titles from toc.en.tsv, glossary matching,
 near-duplicate sections (also_in) and how eval counts them. Small corpora and the fake encoder."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 
 from rag.dedup import duplicate_pairs, neighbours
 from rag.evaluate import with_duplicates
-from rag.index import build_index, load_index, merged_glossary
+from rag.glossary import translations
+from rag.index import build_index, load_index
 from rag.retriever import Retriever
 from rag.toc import read_toc
 from rag.types import RagError
@@ -100,11 +101,10 @@ def test_duplicate_rule_thresholds():
     assert neighbours(duplicate_pairs(both))["y/3"] == ("y/1", "y/2")
 
 
-def test_mined_glossary_merges_under_the_shipped_one(built):
-    pairs = dict(built.glossary)
-    assert pairs["卷积神经网络"] == ["Convolutional Neural Network"]
-    shipped = [("卷积神经网络", ["CNN"])]
-    assert dict(merged_glossary(shipped, [ZH]))["卷积神经网络"] == ["CNN"]
+def test_glossary_terms_match_whole_words():
+    glossary = [("互联网协议", ["IP"]), ("领域", ["domain"])]
+    assert translations("a tip about domains", glossary) == ["领域"]
+    assert translations("what is an IP address", glossary) == ["互联网协议"]
 
 
 def test_bad_toc_is_a_clear_error(tmp_path):

@@ -5,11 +5,17 @@ share of a chunk's score (own-language text, and cross-lingual when some chapter
 question's language), the weight of the best title row (titles and English TOC titles) and of
 BM25 over the English titles. Questions: the dev split of eval/questions.jsonl (scored on the
 chapter's index) and the dev split of the book's questions (scored on a whole-book index), pooled.
-The objective is hit@1 + 0.5 * MRR@10 over the pooled questions of a language, with a
+The objective is hit@1 + 0.5 * MRR@10 averaged per set, then over the two sets, with a
 near-duplicate of a gold section counted as gold and the ranking collapsed as a search shows it
 (a section's near-duplicates are not listed after it).
 
     python eval/tools/cv_weights.py --book-index /tmp/book-index [--chapter-index index] [--folds 5]
+    python eval/tools/cv_weights.py --book-index /tmp/book-index --test [--chapter-in-book-index DIR]
+
+`--test` scores the test splits once with the weights in rag/retriever.py: hit@1 and MRR@10 with
+95 % bootstrap intervals for the book (zh; en on chapters with English text, ch01-04; en on the
+others) and for the chapter, alone and (with --chapter-in-book-index, an index of the book plus
+the chapter's files renamed `proj_transfer_learning.{zh,en}.md`) inside the whole book.
 
 Prints each fold's choice and held-out score, the CV score (held-out hit@1 per set and
 language) and the weights fitted on all dev questions. Book questions come from
@@ -108,8 +114,13 @@ class Cached:
 
 
 def objective(items, w) -> float:
-    s = [c.rank_scores(it, w) for c, it in items]
-    return sum(h + 0.5 * m for h, m in s) / max(len(s), 1)
+    """hit@1 + 0.5 * MRR@10, averaged per set, then over the sets (each set counts the same, so the
+    chapter's 33 questions a language are not outweighed by the book's 100+)."""
+    per_set: dict[str, list[float]] = {}
+    for c, it in items:
+        h, m = c.rank_scores(it, w)
+        per_set.setdefault(it[0], []).append(h + 0.5 * m)
+    return float(np.mean([np.mean(v) for v in per_set.values()])) if per_set else 0.0
 
 
 def fit(items, lang) -> dict:
@@ -123,13 +134,57 @@ def fit(items, lang) -> dict:
     return best_w
 
 
+def current_weights(lang: str) -> dict:
+    from rag import retriever as R
+
+    return {"dense": R.DENSE_WEIGHT[lang], "cross": R.CROSS_LINGUAL_DENSE_WEIGHT, "title": R.TITLE_WEIGHT[lang],
+            "tlex": R.TITLE_EN_LEXICAL_WEIGHT[lang]}
+
+
+def interval(values: list[float], n: int = 2000) -> list[float]:
+    rng = np.random.default_rng(SEED)
+    v = np.array(values)
+    means = v[rng.integers(0, len(v), (n, len(v)))].mean(axis=1)
+    return [round(float(np.quantile(means, 0.025)), 3), round(float(np.quantile(means, 0.975)), 3)]
+
+
+def test_report(args) -> dict:
+    book = [q for q in book_questions() if q["split"] == "test"]
+    chapter = [q for q in chapter_questions() if q["split"] == "test"]
+    sets = [("book", Retriever.load(args.book_index), book),
+            ("chapter alone", Retriever.load(args.chapter_index), chapter)]
+    if args.chapter_in_book_index:
+        moved = [{**q, "relevant": ["proj_transfer_learning/" + s.split("/")[-1] for s in q["relevant"]]} for q in chapter]
+        sets.append(("chapter in book", Retriever.load(args.chapter_in_book_index), moved))
+    out = {}
+    for name, r, qs in sets:
+        c = Cached(r, qs, name)
+        groups: dict[str, list] = {}
+        for it in c.items:
+            q, lang = it[1], it[2]
+            g = lang
+            if name == "book" and lang == "en":
+                tr = all(s.split("/")[0] in {"ch01", "ch02", "ch03", "ch04"} for s in q["relevant"])
+                g = "en ch01-04" if tr else "en other"
+            groups.setdefault(g, []).append(c.rank_scores(it, current_weights(lang)))
+        for g, v in groups.items():
+            hits, mrr = [h for h, _ in v], [m for _, m in v]
+            out[f"{name} / {g}"] = {"n": len(v), "hit@1": round(float(np.mean(hits)), 3), "hit@1_ci": interval(hits),
+                                    "mrr@10": round(float(np.mean(mrr)), 3), "mrr@10_ci": interval(mrr)}
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--book-index", required=True)
     ap.add_argument("--chapter-index", default=str(REPO / "index"))
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--split", default="dev", help="dev for the fit (default); test to score fixed weights")
+    ap.add_argument("--test", action="store_true", help="score the test splits with the shipped weights")
+    ap.add_argument("--chapter-in-book-index", help="with --test: the book plus the chapter in one index")
     args = ap.parse_args(argv)
+    if args.test:
+        print(json.dumps(test_report(args), indent=1))
+        return
 
     caches = [Cached(Retriever.load(args.chapter_index), [q for q in chapter_questions() if q["split"] == "dev"], "chapter"),
               Cached(Retriever.load(args.book_index), [q for q in book_questions() if q["split"] == "dev"], "book")]
