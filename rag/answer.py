@@ -123,10 +123,11 @@ def coverage(question: str, r: Retriever) -> float:
 
 
 def answer(question: str, retriever: Retriever | None = None, lang: str = "auto", k: int = 5,
-           mode: str = "hybrid") -> Answer:
+           mode: str = "hybrid", chapters=None) -> Answer:
     """Answer a question with quotes from the chapter, in the question's language (or `lang`).
 
-    `mode` is the retrieval mode that picks the sections ('hybrid', 'dense' or 'lexical').
+    `mode` is the retrieval mode that picks the sections ('hybrid', 'dense' or 'lexical');
+    `chapters` (e.g. ["ch05"]) limits them to those chapters.
     """
     question = check_query(question, k, mode)
     check_language(lang)
@@ -134,7 +135,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
     qlang = detect_language(question)
     alang = qlang if lang == "auto" else lang
     qv = r.embed(question)
-    chunk_scores, section_scores = r.scores(question, mode, qv=qv)
+    chunk_scores, section_scores = r.scores(question, mode, qv=qv, chapters=chapters)
     hits = r.hits(chunk_scores, section_scores, k)
     if not hits or coverage(question, r) < MIN_COVERAGE[qlang]:
         return _abstain(question, alang, hits, r)

@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from .feedback import latest_ratings
 from .retriever import detect_language
 from .types import RagError
 
@@ -31,18 +32,24 @@ def read_questions(path: Path) -> list[dict]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise RagError(f"cannot read question set {path} ({type(e).__name__}). Pass a UTF-8 JSONL file.") from None
-    questions = []
+    records = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            q = json.loads(line)
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise RagError(f"{path}:{n}: not a question line ({type(e).__name__}: {e}). Each line must be "
+                           '{"id": ..., "question": ..., "lang": "zh"|"en", "relevant": [section, ...]}') from None
+    questions = []
+    for q in latest_ratings(records):  # a feedback log: the latest rating of each message
+        try:
             questions.append({"id": str(q["id"]), "question": str(q["question"]),
                               "lang": q.get("lang") or detect_language(q["question"]),
                               "relevant": [str(s) for s in q.get("relevant", [])],
                               **({"split": q["split"]} if "split" in q else {})})
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise RagError(f"{path}:{n}: not a question line ({type(e).__name__}: {e}). Each line must be "
+        except (KeyError, TypeError, AttributeError) as e:
+            raise RagError(f"{path}: question {q!r:.80}: not a question line ({type(e).__name__}: {e}). Each line must be "
                            '{"id": ..., "question": ..., "lang": "zh"|"en", "relevant": [section, ...]}') from None
     if not questions:
         raise RagError(f"{path} has no questions.")
