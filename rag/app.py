@@ -38,8 +38,8 @@ REASON_CHOICES = [("It should cite a different section 应引用另一节", "dif
 EXAMPLES = ["什么是负迁移？产生负迁移的原因有哪些？", "多任务学习在什么情况下会降低性能？", "端到端深度学习的优缺点",
             "What is negative transfer?", "When does multi-task learning make sense?",
             "What are the challenges of end-to-end deep learning?"]
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False},
-         {"left": "\\(", "right": "\\)", "display": False}, {"left": "\\[", "right": "\\]", "display": True}]
+# The book writes math as $...$ and $$...$$ (\( \) would also catch escaped parentheses in questions).
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 MAX_MESSAGES = 200  # chat messages kept in the browser (the oldest go first)
 HISTORY_TURNS = 3  # previous turns passed to answer() for follow-up questions
 # Whether answer() takes the conversation (follow-ups) and whether hits carry qualified ids.
@@ -52,13 +52,14 @@ CSS = """
 .hidden-ctl { display: none !important; }
 #sources .src { border-top: 1px solid var(--border-color-primary); padding: 6px 0; overflow-wrap: anywhere; }
 #sources summary { font-weight: 600; cursor: pointer; }
-#sources .score, #sources .tag, #sources .score-help { font-weight: 400; font-size: 0.85em;
-  color: var(--body-text-color-subdued); margin-left: 6px; }
+#sources .score, #sources .tag, #sources .score-help { font-weight: 400; font-size: 0.85em; margin-left: 6px;
+  color: var(--body-text-color) !important; }
 #sources .tag { border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 0 4px; }
 #sources .src.flash { outline: 2px solid var(--color-accent); outline-offset: 2px; border-radius: 4px; }
 #sources table { font-size: 0.9em; }
-.gradio-container mark { background: #ffe58a; color: #1a1a1a; padding: 0 1px; }
+#sources mark, #chat mark { background: #ffe58a !important; color: #1a1a1a !important; padding: 0 1px; }
 """
+# (Gradio's sanitiser keeps classes but drops ids and data- attributes: anchors are classes.)
 # Clicks on a citation (in any message) show that message's sources, opened, scrolled to and
 # highlighted; Copy on a message copies its text as read, with citations as "§5.3".
 HEAD = """<script>
@@ -71,7 +72,7 @@ HEAD = """<script>
     setTimeout(() => document.querySelector('#show-msg-btn').click(), 50);
   };
   const reveal = (anchor, tries) => {
-    const el = document.querySelector(`#sources [data-anchor="${anchor}"]`);
+    const el = document.querySelector(`#sources .${anchor}`);
     if (!el) { if (tries > 0) setTimeout(() => reveal(anchor, tries - 1), 100); return; }
     el.querySelectorAll('details').forEach(d => { d.open = true; });
     document.querySelectorAll('#sources .flash').forEach(e => e.classList.remove('flash'));
@@ -98,15 +99,15 @@ HEAD = """<script>
       ev.preventDefault(); ev.stopPropagation();
       const anchor = link.getAttribute('href').slice(1);
       const mid = anchor.split('-')[1];
-      const shown = document.querySelector('#sources [data-msg]');
-      if (!shown || shown.dataset.msg !== mid) showMessage(mid);
+      if (!document.querySelector(`#sources .msg-${mid}`)) showMessage(mid);
       reveal(anchor, 60);
       return;
     }
     const copyButton = t.closest('#chat button[aria-label="Copy message"], #chat button[title="Copy message"]');
     if (copyButton) {
-      const row = copyButton.closest('.message-wrap > div, .message-row, [class*="message-row"]');
-      const body = row && row.querySelector('.prose, .md, .message-content');
+      let row = copyButton.closest('.message-buttons');  // the buttons follow their message's row
+      while (row && !row.classList.contains('message-row')) row = row.previousElementSibling;
+      const body = row && row.querySelector('.message-content');
       if (!body) return;
       ev.preventDefault(); ev.stopPropagation();
       navigator.clipboard.writeText(cleanText(body));
@@ -264,7 +265,7 @@ class SourcePanel:
                 lines += [self._cite_line(mid, last, lang), ""]
             lines.append(_quote(c.quote))
             if c.original is not None:
-                lines += [">", _quote(f"*{FRAMES['en']['original'] + ': ' if lang == 'en' else '原文：'}*{c.original.quote}")]
+                lines += [">", _quote(f"*{FRAMES['en']['original'] + ':' if lang == 'en' else '原文：'}* {c.original.quote}")]
             lines.append(">")
             last = c
         lines.append(self._cite_line(mid, last, lang))
@@ -304,7 +305,7 @@ class SourcePanel:
                  "score: how well each retrieved section matches the question, from 0 to 1 (meaning "
                  "similarity, shared words and the section title); higher is closer. Quoted sentences are "
                  "highlighted.")
-        parts = [f'<div class="msg-sources" data-msg="{mid}">\n',
+        parts = [f'<div class="msg-sources msg-{mid}">\n',
                  f"#### {'来源' if zh else 'Sources'}: {md_escape(m['question'])}\n",
                  f'<p class="score-help">{html.escape(help_)}</p>\n']
         for h in m["hits"]:
@@ -321,7 +322,7 @@ class SourcePanel:
                 orig = self.r.index.find_section(ch, sid, "zh")
                 blocks.append(self._block(orig, [(o["start"], o["end"]) for o in originals],
                                           ["中文原文 (original)"], None, ch, True))
-            parts.append(f'<div class="src" data-anchor="{anchor(mid, ch, sid)}">\n\n{"".join(blocks)}\n</div>\n')
+            parts.append(f'<div class="src {anchor(mid, ch, sid)}">\n\n{"".join(blocks)}\n</div>\n')
         if not m["hits"]:
             parts.append("（没有找到相关章节）" if zh else "(no matching section)")
         parts.append("\n</div>")
@@ -390,7 +391,7 @@ def build_ui(r: Retriever, feedback_path: Path):
                                        label="Only these chapters 只搜索这些章（空 = 全部）", visible=panel.multi)
                 gr.Examples(panel.examples(), inputs=box, label="Examples 示例")
                 new_chat = gr.Button("New chat 新对话", elem_id="new-chat", size="sm")
-                with gr.Group(visible=False, elem_id="why") as why_box:
+                with gr.Column(visible=False, elem_id="why", variant="panel") as why_box:
                     reason = gr.Radio(REASON_CHOICES, value=None, elem_id="reason",
                                       label="What was wrong with this answer? 这个回答哪里不对？")
                     pick = gr.Dropdown(panel.section_choices(), value=None, elem_id="pick", allow_custom_value=False,
@@ -430,7 +431,9 @@ def build_ui(r: Retriever, feedback_path: Path):
         def restore(st):
             st = st or {}
             meta = st.get("meta", {})
-            return st.get("chat", []), panel.render_sources(list(meta.values())[-1]) if meta else ""
+            if not st.get("chat"):  # nothing to restore: leave alone a question asked meanwhile
+                return gr.update(), gr.update()
+            return st["chat"], panel.render_sources(list(meta.values())[-1]) if meta else ""
 
         demo.load(restore, [store], [chat, sources], api_visibility="private")
 
