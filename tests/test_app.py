@@ -345,3 +345,65 @@ def test_browser_chat(server, browser):
           f"console errors: {ui.errors}")
     assert p95 <= 2.0 and ui.errors == []  # target 0.5 s; 2 s tolerates a loaded test machine
     ui.ctx.close()
+
+
+@pytest.fixture(scope="module")
+def book_server(tmp_path_factory):
+    """A server on a two-chapter index (tests/fixtures/two_chapters), built at start-up."""
+    import shutil
+
+    from conftest import _free_port
+
+    tmp = tmp_path_factory.mktemp("book")
+    shutil.copytree(REPO / "tests" / "fixtures" / "two_chapters", tmp / "corpus")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--index", str(tmp / "index"),
+                             "--corpus", str(tmp / "corpus"), "--feedback", str(tmp / "feedback.jsonl")],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {proc.stdout.read()}")
+        try:
+            urllib.request.urlopen(url + "/api/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("server did not start in 120 s")
+    yield {"url": url}
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_chapter_filter_http(book_server):
+    u = book_server["url"] + "/api/search?q=" + urllib.parse.quote("怎样过冬？") + "&k=6"
+    _, hits = http(u)
+    assert {h["source"][:4] for h in hits} == {"ch01", "ch02"}
+    for ch in ("ch01", "ch02"):
+        _, only = http(u + f"&chapters={ch}")
+        assert only and {h["source"][:4] for h in only} == {ch}
+    _, both = http(u + "&chapters=ch01&chapters=ch02")
+    assert [h["section"] for h in both] == [h["section"] for h in hits]
+    status, ans = http(book_server["url"] + "/api/ask", {"question": "动物怎样过冬？", "chapters": ["ch02"]})
+    assert status == 200 and {c["section"] for c in ans["citations"]} == {"2.3"}
+    status, err = http(book_server["url"] + "/api/ask", {"question": "怎样过冬？", "chapters": ["ch10"]})
+    assert status == 400 and "choose from: ch01, ch02" in err["error"]
+
+
+def test_browser_book_chapters(book_server, browser):
+    ui = Page(browser, book_server["url"] + "/")
+    page = ui.page
+    assert "什么是猫" in page.locator("body").inner_text()  # examples come from the index served
+    first = ui.ask("动物怎样过冬？")
+    assert "第一章 动物 §1.3" in first.inner_text()
+    assert "第一章 动物 §1.3" in page.locator("#sources").inner_text()
+    page.locator("#chapters input").click()
+    page.get_by_role("option", name="ch02 第二章 植物").click()
+    page.keyboard.press("Escape")
+    filtered = ui.ask("动物怎样过冬？")
+    assert "第二章 植物 §2.3" in filtered.inner_text() and "第一章" not in page.locator("#sources").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "book_chapters.png"), full_page=True)
+    assert ui.errors == []
+    ui.ctx.close()
