@@ -103,6 +103,11 @@ HEAD = """<script>
       reveal(anchor, 60);
       return;
     }
+    if (t.closest('#sources a[href="#chat"]')) {  // on a phone the sources are far below the chat
+      ev.preventDefault(); ev.stopPropagation();
+      document.querySelector('#chat').scrollIntoView({block: 'start'});
+      return;
+    }
     const copyButton = t.closest('#chat button[aria-label="Copy message"], #chat button[title="Copy message"]');
     if (copyButton) {
       let row = copyButton.closest('.message-buttons');  // the buttons follow their message's row
@@ -307,6 +312,7 @@ class SourcePanel:
                  "highlighted.")
         parts = [f'<div class="msg-sources msg-{mid}">\n',
                  f"#### {'来源' if zh else 'Sources'}: {md_escape(m['question'])}\n",
+                 f"[↑ {'回到对话' if zh else 'Back to the chat'}](#chat)\n",
                  f'<p class="score-help">{html.escape(help_)}</p>\n']
         for h in m["hits"]:
             ch, sid = chapter_key(h), h["section"]

@@ -374,7 +374,11 @@ def book_server(tmp_path_factory):
         pytest.fail("server did not start in 120 s")
     yield {"url": url}
     proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # uvicorn waits for open browser connections
+        proc.kill()
+        proc.wait(timeout=20)
 
 
 def test_chapter_filter_http(book_server):
@@ -395,7 +399,7 @@ def test_chapter_filter_http(book_server):
 def test_browser_book_chapters(book_server, browser):
     ui = Page(browser, book_server["url"] + "/")
     page = ui.page
-    assert "什么是猫" in page.locator("body").inner_text()  # examples come from the index served
+    page.get_by_text("什么是猫？").first.wait_for(timeout=20000)  # examples come from the index served
     first = ui.ask("动物怎样过冬？")
     assert "第一章 动物 §1.3" in first.inner_text()
     assert "第一章 动物 §1.3" in page.locator("#sources").inner_text()
@@ -407,3 +411,15 @@ def test_browser_book_chapters(book_server, browser):
     page.screenshot(path=str(ARTIFACTS / "book_chapters.png"), full_page=True)
     assert ui.errors == []
     ui.ctx.close()
+
+
+def test_library_and_cli_chapter_filter(retriever, capsys):
+    from rag.cli import main
+    from rag.types import RagError
+
+    q = "什么是负迁移？"
+    assert retriever.search(q, chapters=["ch10"]) == retriever.search(q)
+    with pytest.raises(RagError, match="unknown chapter 'ch05'; choose from: ch10"):
+        retriever.search(q, chapters=["ch05"])
+    assert main(["search", q, "--chapter", "ch10", "--json", "-k", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["section"] == "10.14"
