@@ -422,8 +422,11 @@ def build_ui(r: Retriever, feedback_path: Path):
 
         ev = dict(fn=submit, inputs=[box, store, k, mode, lang, chapters], outputs=[chat, sources, box, store],
                   api_visibility="private")
-        scroll_js = """() => { const rows = document.querySelectorAll('#chat .message-row.user-row, #chat .user-row');
-            if (rows.length) rows[rows.length - 1].scrollIntoView({block: 'start'}); }"""
+        # A new answer is shown from its question down (a long one does not hide its opening lines).
+        scroll_js = """() => { const wrap = document.querySelector('#chat .bubble-wrap');
+            const rows = wrap ? wrap.querySelectorAll('.user-row') : [];
+            if (rows.length) wrap.scrollTop += rows[rows.length - 1].getBoundingClientRect().top
+                                               - wrap.getBoundingClientRect().top - 8; }"""
         send.click(**ev).then(None, js=scroll_js)
         box.submit(**ev).then(None, js=scroll_js)
         gr.api(respond, api_name="respond")  # for gradio_client: message, history, k, mode, lang
