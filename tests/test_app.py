@@ -354,11 +354,13 @@ def test_browser_chat(server, browser):
     assert title.split()[0] in page.locator("#sources .src.flash summary").first.inner_text()
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
-    t = sorted(ui.timings)
+    # The first answer on a fresh page also waits for the page's own start-up; reported apart.
+    t = sorted(ui.timings[1:])
     p95 = t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))]
-    print(f"Enter-to-answer over {len(t)} questions: median {t[len(t) // 2]:.3f} s, p95 {p95:.3f} s; "
-          f"all: {[round(x, 2) for x in ui.timings]}; console errors: {ui.errors}")
-    assert p95 <= 2.0 and ui.errors == []  # target 0.5 s; 2 s tolerates a loaded test machine
+    print(f"Enter-to-answer: first on a fresh page {ui.timings[0]:.2f} s; then over {len(t)} questions median "
+          f"{t[len(t) // 2]:.3f} s, p95 {p95:.3f} s (all: {[round(x, 2) for x in ui.timings]}); "
+          f"console errors: {ui.errors}")
+    assert p95 <= 1.0 and ui.timings[0] <= 10 and ui.errors == []  # target p95 0.5 s; slack for a loaded machine
     ui.ctx.close()
 
 
