@@ -258,8 +258,8 @@ class SourcePanel:
         lang = a.language
         if a.abstained:
             f = FRAMES[lang]
-            links = " · ".join(self._link(mid, s.get("chapter") or chapter_key(h.to_dict()), s["section"], s["title"], lang)
-                               for s, h in zip(a.suggestions, a.hits))
+            links = " · ".join(self._link(mid, chapter_key(h.to_dict()), s["section"], s["title"], lang)
+                               for s, h in zip(a.suggestions, a.hits))  # suggestions are the first hits
             return f"**{html.escape(f['abstain'])}**\n\n{html.escape(f['suggest'])} {links}" if links \
                 else f"**{html.escape(f['abstain'])}**"
         frame, _, _ = a.answer.partition("\n")
@@ -270,7 +270,8 @@ class SourcePanel:
                 lines += [self._cite_line(mid, last, lang), ""]
             lines.append(_quote(c.quote))
             if c.original is not None:
-                lines += [">", _quote(f"*{FRAMES['en']['original'] + ':' if lang == 'en' else '原文：'}* {c.original.quote}")]
+                label = FRAMES["en"]["original"] + ":" if lang == "en" else "原文："
+                lines += [">", _quote(f"*{label}* {c.original.quote}")]
             lines.append(">")
             last = c
         lines.append(self._cite_line(mid, last, lang))
