@@ -340,41 +340,45 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {safe_md(line)}" for line in text.split("\n"))
 
 
+def previous_turns(store: dict) -> list[dict]:
+    """The conversation so far, oldest first, as answer(history=...) takes it (the last few turns)."""
+    turns = [{"question": m["question"], "answer": m["answer"], "relevant": m["cited"]}
+             for m in store.get("meta", {}).values()]
+    return turns[-HISTORY_TURNS:]
+
+
+def ask_in_chat(panel: SourcePanel, message, store: dict, k=5, mode="hybrid", lang="auto", chapters=None):
+    """One question in a chat: the new store (chat messages + per-message data) and the new message's id
+    (None for an error message). The conversation goes to answer() when it takes one."""
+    chat, meta = list(store.get("chat", [])), dict(store.get("meta", {}))
+    kw = {"history": previous_turns(store)} if TAKES_HISTORY else {}
+    try:
+        a = answer(message, panel.r, lang=lang, k=int(k), mode=mode, chapters=list(chapters) if chapters else None,
+                   **kw)
+    except (RagError, TypeError, ValueError) as e:
+        msg = str(e) if isinstance(e, RagError) else f"bad input ({e}). Type a question."
+        chat += [{"role": "user", "content": md_escape(str(message or ""))},
+                 {"role": "assistant", "content": f"**error:** {md_escape(msg)}"}]
+        return {"chat": chat[-MAX_MESSAGES:], "meta": meta}, None
+    mid = "m" + secrets.token_hex(6)
+    meta[mid] = answer_meta(a, mid, panel.index_hash)
+    chat += [{"role": "user", "content": md_escape(a.question)},
+             {"role": "assistant", "content": panel.render_message(a, mid)}]
+    chat = chat[-MAX_MESSAGES:]
+    live = set(re.findall(r"#src-(m[0-9a-f]+)-", json.dumps(chat, ensure_ascii=False)))
+    return {"chat": chat, "meta": {k_: v for k_, v in meta.items() if k_ in live}}, mid
+
+
 def build_ui(r: Retriever, feedback_path: Path):
     """The Gradio Blocks page."""
     import gradio as gr
 
     panel = SourcePanel(r)
 
-    def previous_turns(store: dict) -> list[dict]:
-        turns = [{"question": m["question"], "answer": m["answer"], "relevant": m["cited"]}
-                 for m in store.get("meta", {}).values()]
-        return turns[-HISTORY_TURNS:]
-
-    def run(message, store, k, mode, lang, chapters):
-        """One question: the new store (chat + per-message data) and the new message's sources."""
-        chat, meta = list(store.get("chat", [])), dict(store.get("meta", {}))
-        kw = {"history": previous_turns(store)} if TAKES_HISTORY else {}
-        try:
-            a = answer(message, r, lang=lang, k=int(k), mode=mode, chapters=list(chapters) if chapters else None,
-                       **kw)
-        except (RagError, TypeError, ValueError) as e:
-            msg = str(e) if isinstance(e, RagError) else f"bad input ({e}). Type a question."
-            chat += [{"role": "user", "content": md_escape(str(message or ""))},
-                     {"role": "assistant", "content": f"**error:** {md_escape(msg)}"}]
-            return {"chat": chat[-MAX_MESSAGES:], "meta": meta}, None
-        mid = "m" + secrets.token_hex(6)
-        meta[mid] = answer_meta(a, mid, panel.index_hash)
-        chat += [{"role": "user", "content": md_escape(a.question)},
-                 {"role": "assistant", "content": panel.render_message(a, mid)}]
-        chat = chat[-MAX_MESSAGES:]
-        live = set(re.findall(r"#src-(m[0-9a-f]+)-", json.dumps(chat, ensure_ascii=False)))
-        return {"chat": chat, "meta": {k_: v for k_, v in meta.items() if k_ in live}}, mid
-
     def respond(message: str, history: list[dict] | None = None, k: int = 5, mode: str = "hybrid",
                 lang: str = "auto") -> tuple[list[dict], str]:
         """Answer a question: returns the chat history with the answer, and the answer's sources (markdown)."""
-        store, mid = run(message, {"chat": list(history or [])}, k, mode, lang, None)
+        store, mid = ask_in_chat(panel, message, {"chat": list(history or [])}, k, mode, lang)
         return store["chat"], panel.render_sources(store["meta"][mid]) if mid else ""
 
     title = (f"## {panel.chapter_title(r.section_keys[0][0], 'zh')} — 问答 Q&A" if not panel.multi else
@@ -418,7 +422,7 @@ def build_ui(r: Retriever, feedback_path: Path):
                 show_btn = gr.Button("show", elem_id="show-msg-btn", elem_classes=["hidden-ctl"])
 
         def submit(message, st, k_, mode_, lang_, chapters_):
-            st, mid = run(message, st or {}, k_, mode_, lang_, chapters_)
+            st, mid = ask_in_chat(panel, message, st or {}, k_, mode_, lang_, chapters_)
             return st["chat"], panel.render_sources(st["meta"][mid]) if mid else "", "", st
 
         ev = dict(fn=submit, inputs=[box, store, k, mode, lang, chapters], outputs=[chat, sources, box, store],

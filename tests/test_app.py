@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, http
-from rag.app import SourcePanel, _marked_md, md_escape
+from rag.app import SourcePanel, _marked_md, ask_in_chat, md_escape
 from rag.feedback import append_feedback, feedback_record, message_feedback_record
 
 ARTIFACTS = REPO / "artifacts" / "screenshots"
@@ -105,6 +105,28 @@ def test_rendering_escapes_html_keeps_markdown(retriever):
     assert re.search(r"\]\(#src-m1-10-3-[0-9a-f]{6}\)", md)
     # the 👎 picker records a section's id, whatever its label (not the label's first word)
     assert [v for _, v in panel.section_choices()] == [sid for _, sid in retriever.section_keys]
+
+
+def test_chat_keeps_messages_and_passes_the_conversation(retriever, monkeypatch):
+    import rag.app
+    from rag.answer import answer
+
+    seen = []
+
+    def answer_with_history(question, r, history=(), **kw):  # as answer() will be once it takes follow-ups
+        seen.append(list(history))
+        return answer(question, r, **kw)
+
+    monkeypatch.setattr(rag.app, "answer", answer_with_history)
+    monkeypatch.setattr(rag.app, "TAKES_HISTORY", True)
+    panel = SourcePanel(retriever)
+    store, m1 = ask_in_chat(panel, "什么是负迁移？", {})
+    store, m2 = ask_in_chat(panel, "产生的原因呢？", store)
+    assert seen[0] == [] and seen[1] == [{"question": "什么是负迁移？", "answer": store["meta"][m1]["answer"],
+                                         "relevant": ["10.14"]}]
+    assert len(store["chat"]) == 4 and list(store["meta"]) == [m1, m2]
+    store, none = ask_in_chat(panel, "   ", store)
+    assert none is None and "empty" in store["chat"][-1]["content"] and len(store["meta"]) == 2
 
 
 def test_marks_keep_markdown_structure_and_escape_html():
