@@ -394,9 +394,9 @@ def build_ui(r: Retriever, feedback_path: Path):
                                   latex_delimiters=LATEX, autoscroll=False, buttons=["copy"])
                 with gr.Row(equal_height=True):
                     box = gr.Textbox(placeholder="什么是负迁移？ / What is negative transfer?", show_label=False,
-                                     scale=5, elem_id="question", max_lines=4)
-                    lang = gr.Radio(LANG_CHOICES, value="auto", label="Answer language 回答语言", scale=2,
-                                    elem_id="lang", min_width=160)
+                                     scale=4, elem_id="question", max_lines=4)
+                    lang = gr.Radio(LANG_CHOICES, value="auto", label="Answer language 回答语言", scale=3,
+                                    elem_id="lang", min_width=270)
                     send = gr.Button("Ask 提问", variant="primary", scale=1, elem_id="ask", min_width=80)
                 chapters = gr.Dropdown(panel.chapter_choices(), value=[], multiselect=True, elem_id="chapters",
                                        label="Only these chapters 只搜索这些章（空 = 全部）", visible=panel.multi)

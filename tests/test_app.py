@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, http
-from rag.app import SourcePanel, _marked_md, ask_in_chat, md_escape
+from rag.app import SourcePanel, _marked_md, anchor, ask_in_chat, md_escape
 from rag.feedback import append_feedback, feedback_record, message_feedback_record
 
 ARTIFACTS = REPO / "artifacts" / "screenshots"
@@ -137,6 +137,9 @@ def test_marks_keep_markdown_structure_and_escape_html():
     assert "<img" not in out and "&lt;img" in out
     assert "- <mark>item one</mark>" in out and "| <mark>a</mark> | <mark>b</mark> |" in out
     assert "## <mark>1.2 head</mark>" in out
+    # anchors differ for every section, also for non-ASCII names and the same id in two chapters
+    names = [("ch10", "参考文献"), ("ch10", "小结"), ("ch10", "10.1"), ("ch05", "10.1")]
+    assert len({anchor("m1", ch, sec) for ch, sec in names}) == 4
 
 
 def test_feedback_supersedes_and_eval_reads_the_latest(tmp_path):
