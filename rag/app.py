@@ -386,7 +386,9 @@ def build_ui(r: Retriever, feedback_path: Path):
     with gr.Blocks(title="Q&A 问答") as demo:
         gr.Markdown(title + "\n\nAsk in Chinese or English. Answers quote the book and cite its sections; click a "
                     "citation to read the section. 问中文或英文皆可，回答引用原文并注明章节，点击引用可查看原文。")
-        store = gr.BrowserState({"chat": [], "meta": {}}, storage_key="rag-chat")
+        # Encrypted with a per-process secret unless RAG_STATE_SECRET is set (replicas must share one).
+        store = gr.BrowserState({"chat": [], "meta": {}}, storage_key="rag-chat",
+                                secret=os.environ.get("RAG_STATE_SECRET") or None)
         pending = gr.State(None)  # the message whose 👎 waits for a reason
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
