@@ -142,9 +142,27 @@ def anchor(mid: str, chapter: str, section: str) -> str:
     return f"src-{mid}-{slug}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
 
 
+# The index's section API, in one place. Until the `book` branch lands, sections are keyed by
+# (chapter, id) with the chapter named by its file stem and records are dicts; with it, by the
+# qualified id "ch05/5.3" (Retriever.section_keys, LoadedIndex.find_section(key, lang)) and
+# records are Section objects. Each function says its one-line replacement.
+def chapter_of_file(source: str) -> str:
+    return chapter_of(source)  # book: corpus.chapter_id(source)
+
+
+def section_pairs(r: Retriever) -> list[tuple[str, str]]:
+    """(chapter, section id) of every section, in index order."""
+    return list(r.section_keys)  # book: [tuple(k.split("/", 1)) for k in r.section_keys]
+
+
+def find_section(r: Retriever, chapter: str, section: str, lang: str) -> dict | None:
+    """A section's record (id, title, source, start, end) in lang, else in the original."""
+    return r.index.find_section(chapter, section, lang)  # book: asdict(find_section(f"{chapter}/{section}", lang))
+
+
 def chapter_key(d: dict) -> str:
     """The index chapter of a hit/citation dict (its `chapter` field once the index has one)."""
-    return d.get("chapter") or chapter_of(d["source"])
+    return d.get("chapter") or chapter_of_file(d["source"])
 
 
 def qualified_id(chapter: str, section: str) -> str:
@@ -213,7 +231,7 @@ class SourcePanel:
         for name, text in sorted(self.files.items()):
             m = _HEADING.search(text)
             if m:
-                self.chapter_titles.setdefault((chapter_of(name), r.index.lang_of(name)), m.group(1).strip())
+                self.chapter_titles.setdefault((chapter_of_file(name), r.index.lang_of(name)), m.group(1).strip())
         m = r.index.manifest
         self.index_hash = hashlib.sha256(json.dumps(
             [m["encoder"]["id"], m["format_version"], sorted((k, v["sha256"]) for k, v in m["corpus"].items())]
@@ -230,27 +248,27 @@ class SourcePanel:
     def section_choices(self) -> list[tuple[str, str]]:
         """(label, question-set id) of every section, for the 👎 picker."""
         return [(self.label(ch, sid, self.title(ch, sid, "zh"), "zh"), qualified_id(ch, sid))
-                for ch, sid in self.r.section_keys]
+                for ch, sid in section_pairs(self.r)]
 
     def title(self, chapter: str, section: str, lang: str) -> str:
-        sec = self.r.index.find_section(chapter, section, lang)
+        sec = find_section(self.r, chapter, section, lang)
         return sec["title"] if sec else section
 
     def chapter_choices(self) -> list[tuple[str, str]]:
-        keys = {chapter_id(ch): ch for ch, _ in self.r.section_keys}
+        keys = {chapter_id(ch): ch for ch, _ in section_pairs(self.r)}
         return [(f"{cid} {self.chapter_title(keys[cid], 'zh')}", cid) for cid in self.r.chapters]
 
     def examples(self) -> list[str]:
         """Example questions for the index served: the bundled chapter's, else section titles."""
-        if any(ch.startswith("ch10_transfer_learning") or ch == "ch10" for ch, _ in self.r.section_keys) \
-                and not self.multi:
+        pairs = section_pairs(self.r)
+        if not self.multi and chapter_id(pairs[0][0]) == "ch10":
             return EXAMPLES
         seen, out = set(), []
-        for sec in self.r.index.sections:
-            ch = sec["chapter"]
-            if ch not in seen and re.match(r"\d", sec["id"]) and len(sec["title"]) >= 4:
+        for ch, sid in pairs:  # the first numbered section of each chapter, as titled in Chinese
+            title = self.title(ch, sid, "zh")
+            if ch not in seen and re.match(r"\d", sid) and len(title) >= 4:
                 seen.add(ch)
-                out.append(re.sub(r"[（(][^）)]*[）)]\s*$", "", sec["title"]).strip())
+                out.append(re.sub(r"[（(][^）)]*[）)]\s*$", "", title).strip())
         return out[:6]
 
     def render_message(self, a: Answer, mid: str) -> str:
@@ -319,14 +337,14 @@ class SourcePanel:
             ch, sid = chapter_key(h), h["section"]
             cs = cites.get((ch, sid), [])
             lang = cs[0]["lang"] if cs else m["language"]
-            sec = self.r.index.find_section(ch, sid, lang)
+            sec = find_section(self.r, ch, sid, lang)
             tags = [("引用" if zh else "cited")] if cs else []
             originals = [c["original"] for c in cs if c.get("original")]
             if originals:
                 tags.append("English translation")
             blocks = [self._block(sec, [(c["start"], c["end"]) for c in cs], tags, h["score"], ch, bool(cs))]
             if originals:
-                orig = self.r.index.find_section(ch, sid, "zh")
+                orig = find_section(self.r, ch, sid, "zh")
                 blocks.append(self._block(orig, [(o["start"], o["end"]) for o in originals],
                                           ["中文原文 (original)"], None, ch, True))
             parts.append(f'<div class="src {anchor(mid, ch, sid)}">\n\n{"".join(blocks)}\n</div>\n')
@@ -381,7 +399,7 @@ def build_ui(r: Retriever, feedback_path: Path):
         store, mid = ask_in_chat(panel, message, {"chat": list(history or [])}, k, mode, lang)
         return store["chat"], panel.render_sources(store["meta"][mid]) if mid else ""
 
-    title = (f"## {panel.chapter_title(r.section_keys[0][0], 'zh')} — 问答 Q&A" if not panel.multi else
+    title = (f"## {panel.chapter_title(section_pairs(r)[0][0], 'zh')} — 问答 Q&A" if not panel.multi else
              f"## 问答 Q&A — {len(r.chapters)} 章 chapters")
     with gr.Blocks(title="Q&A 问答") as demo:
         gr.Markdown(title + "\n\nAsk in Chinese or English. Answers quote the book and cite its sections; click a "

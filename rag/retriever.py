@@ -67,8 +67,9 @@ class Retriever:
             keys.setdefault((sec["chapter"], sec["id"]), len(keys))
         self.section_keys = list(keys)
         self.section_index = keys  # (chapter, id) -> position in section_keys
-        self.chapters = list(dict.fromkeys(chapter_id(c) for c, _ in self.section_keys))  # in index order
+        # The chapter filter's ids (book: the section keys' "chNN/" prefix), in index order.
         self._section_chapter = np.array([chapter_id(c) for c, _ in self.section_keys])
+        self.chapters = list(dict.fromkeys(self._section_chapter.tolist()))
         self._chunk_section = np.array([keys[(chapter_of(c.source), c.section)] for c in self.chunks])
         self._title_section = np.array([keys[(s["chapter"], s["id"])] for s in index.sections])
         chunk_langs = np.array([c.lang for c in self.chunks])
