@@ -360,7 +360,7 @@ def _quote(text: str) -> str:
 
 def previous_turns(store: dict) -> list[dict]:
     """The conversation so far, oldest first, as answer(history=...) takes it (the last few turns)."""
-    turns = [{"question": m["question"], "answer": m["answer"], "relevant": m["cited"]}
+    turns = [{"question": m["question"], "answer": m["answer"], "citations": m["citations"], "relevant": m["cited"]}
              for m in store.get("meta", {}).values()]
     return turns[-HISTORY_TURNS:]
 

@@ -122,8 +122,10 @@ def test_chat_keeps_messages_and_passes_the_conversation(retriever, monkeypatch)
     panel = SourcePanel(retriever)
     store, m1 = ask_in_chat(panel, "什么是负迁移？", {})
     store, m2 = ask_in_chat(panel, "产生的原因呢？", store)
-    assert seen[0] == [] and seen[1] == [{"question": "什么是负迁移？", "answer": store["meta"][m1]["answer"],
-                                         "relevant": ["10.14"]}]
+    first = store["meta"][m1]
+    assert seen[0] == [] and seen[1] == [{"question": "什么是负迁移？", "answer": first["answer"],
+                                         "citations": first["citations"], "relevant": ["10.14"]}]
+    assert {c["section"] for c in first["citations"]} == {"10.14"}
     assert len(store["chat"]) == 4 and list(store["meta"]) == [m1, m2]
     store, none = ask_in_chat(panel, "   ", store)
     assert none is None and "empty" in store["chat"][-1]["content"] and len(store["meta"]) == 2
