@@ -482,18 +482,25 @@ def build_ui(r: Retriever, feedback_path: Path):
             found = re.search(r"#src-(m[0-9a-f]+)-", json.dumps(data.value, ensure_ascii=False))
             return (st or {}).get("meta", {}).get(found.group(1)) if found else None
 
+        def save(record: dict, done: str) -> str:
+            """Append a rating; the note says whether it was saved (a full disk is not a crash)."""
+            try:
+                append_feedback(feedback_path, record)
+            except (OSError, RagError) as e:
+                return f"**error:** could not save the feedback to {md_escape(str(feedback_path))} ({md_escape(str(e))})."
+            return done
+
         def on_like(st, data: gr.LikeData):
             m = rated_message(st, data)
             if m is None:
                 return None, gr.update(visible=False), "Only answers can be rated. 只能评价回答。"
             if data.liked is True:
-                append_feedback(feedback_path, message_feedback_record(m, "up"))
-                return None, gr.update(visible=False), "Thanks! 谢谢反馈。"
+                return None, gr.update(visible=False), save(message_feedback_record(m, "up"), "Thanks! 谢谢反馈。")
             if data.liked is False:
                 return m["message_id"], gr.update(visible=True), "What was wrong? Choose below; nothing is " \
                                                                   "recorded until you send. 请选择原因后提交。"
-            append_feedback(feedback_path, message_feedback_record(m, "withdrawn"))
-            return None, gr.update(visible=False), "Rating withdrawn. 已撤回评价。"
+            return None, gr.update(visible=False), save(message_feedback_record(m, "withdrawn"),
+                                                        "Rating withdrawn. 已撤回评价。")
 
         chat.like(on_like, [store], [pending, why_box, note], api_visibility="private").then(
             lambda: (None, None, ""), None, [reason, pick, comment], api_visibility="private")
@@ -509,9 +516,9 @@ def build_ui(r: Retriever, feedback_path: Path):
                 return *keep, "Choose the section that answers it. 请选择回答该问题的章节。"
             if reason_ == "other" and not (comment_ or "").strip():
                 return *keep, "Say what was wrong in the comment. 请在说明中写明原因。"
-            append_feedback(feedback_path, message_feedback_record(
-                m, "down", reason_, [pick_] if reason_ == "different_section" else None, (comment_ or "").strip()))
-            return None, gr.update(visible=False), "Thanks! 谢谢反馈。"
+            record = message_feedback_record(m, "down", reason_, [pick_] if reason_ == "different_section" else None,
+                                             (comment_ or "").strip())
+            return None, gr.update(visible=False), save(record, "Thanks! 谢谢反馈。")
 
         why_send.click(on_why, [pending, reason, pick, comment, store], [pending, why_box, note],
                        api_visibility="private")
