@@ -22,12 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from .answer import FRAMES, answer
+from .answer import FRAMES, answer, section_title
 from .corpus import read_text
 from .feedback import append_feedback, default_feedback_path, message_feedback_record
-from .index import chapter_of
-from .retriever import MODES, Retriever, chapter_id, detect_language
-from .types import Answer, Hit, RagError
+from .retriever import MODES, Retriever, detect_language
+from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
 # 👎 asks what was wrong; nothing is preselected and nothing is written until the user says.
@@ -42,9 +41,8 @@ EXAMPLES = ["什么是负迁移？产生负迁移的原因有哪些？", "多任
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 MAX_MESSAGES = 200  # chat messages kept in the browser (the oldest go first)
 HISTORY_TURNS = 3  # previous turns passed to answer() for follow-up questions
-# Whether answer() takes the conversation (follow-ups) and whether hits carry qualified ids.
+# Whether answer() takes the conversation (follow-ups).
 TAKES_HISTORY = "history" in inspect.signature(answer).parameters
-QUALIFIED_IDS = "chapter" in Hit.__dataclass_fields__
 CSS = """
 .gradio-container, .gradio-container * { font-family: "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC",
   "Microsoft YaHei", system-ui, sans-serif; }
@@ -122,7 +120,6 @@ HEAD = """<script>
 </script>"""
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$])")
 _BLOCK_MARKER = re.compile(r"[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+|#{1,6}[ \t]+|>[ \t]?|\|[ \t]*)*")
-_HEADING = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
 
 
 def md_escape(text: str) -> str:
@@ -135,39 +132,10 @@ def safe_md(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def anchor(mid: str, chapter: str, section: str) -> str:
-    """The sources-panel anchor of a section for one message (unique for any chapter and section name)."""
-    key = f"{chapter}/{section}"
-    slug = re.sub(r"[^0-9A-Za-z]+", "-", section).strip("-")
-    return f"src-{mid}-{slug}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
-
-
-# The index's section API, in one place. Until the `book` branch lands, sections are keyed by
-# (chapter, id) with the chapter named by its file stem and records are dicts; with it, by the
-# qualified id "ch05/5.3" (Retriever.section_keys, LoadedIndex.find_section(key, lang)) and
-# records are Section objects. Each function says its one-line replacement.
-def chapter_of_file(source: str) -> str:
-    return chapter_of(source)  # book: corpus.chapter_id(source)
-
-
-def section_pairs(r: Retriever) -> list[tuple[str, str]]:
-    """(chapter, section id) of every section, in index order."""
-    return list(r.section_keys)  # book: [tuple(k.split("/", 1)) for k in r.section_keys]
-
-
-def find_section(r: Retriever, chapter: str, section: str, lang: str) -> dict | None:
-    """A section's record (id, title, source, start, end) in lang, else in the original."""
-    return r.index.find_section(chapter, section, lang)  # book: asdict(find_section(f"{chapter}/{section}", lang))
-
-
-def chapter_key(d: dict) -> str:
-    """The index chapter of a hit/citation dict (its `chapter` field once the index has one)."""
-    return d.get("chapter") or chapter_of_file(d["source"])
-
-
-def qualified_id(chapter: str, section: str) -> str:
-    """The id a question set uses for a section: `ch05/5.3` where the index has qualified ids."""
-    return f"{chapter_id(chapter)}/{section}" if QUALIFIED_IDS else section
+def anchor(mid: str, key: str) -> str:
+    """The sources-panel anchor of a section (qualified id) for one message (unique for any id, also non-ASCII)."""
+    slug = re.sub(r"[^0-9A-Za-z]+", "-", key.split("/", 1)[-1]).strip("-")
+    return f"src-{mid}-{slug}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:6]}"
 
 
 def _marked_md(text: str, start: int, spans) -> str:
@@ -206,7 +174,7 @@ def _marked_md(text: str, start: int, spans) -> str:
 
 def answer_meta(a: Answer, mid: str, index_hash: str) -> dict:
     """What the chat keeps about one answer: enough to show its sources and to record a rating."""
-    cited = list(dict.fromkeys(qualified_id(chapter_key(c.to_dict()), c.section) for c in a.citations))
+    cited = list(dict.fromkeys(c.id for c in a.citations))
     return {"message_id": mid, "question": a.question, "lang": detect_language(a.question), "language": a.language,
             "answer": a.answer, "abstained": a.abstained, "cited": [] if a.abstained else cited,
             "citations": [c.to_dict() for c in a.citations], "suggestions": [dict(x) for x in a.suggestions],
@@ -227,45 +195,35 @@ class SourcePanel:
                 except RagError:
                     pass  # shown as "(corpus file not readable)"
         self.multi = len(r.chapters) > 1
-        self.chapter_titles = {}  # (chapter key, lang) -> the chapter file's first "#" heading
-        for name, text in sorted(self.files.items()):
-            m = _HEADING.search(text)
-            if m:
-                self.chapter_titles.setdefault((chapter_of_file(name), r.index.lang_of(name)), m.group(1).strip())
         m = r.index.manifest
         self.index_hash = hashlib.sha256(json.dumps(
             [m["encoder"]["id"], m["format_version"], sorted((k, v["sha256"]) for k, v in m["corpus"].items())]
         ).encode()).hexdigest()[:16]
 
     def chapter_title(self, chapter: str, lang: str) -> str:
-        return self.chapter_titles.get((chapter, lang)) or self.chapter_titles.get((chapter, "zh")) or chapter
+        return self.r.index.chapter_title(chapter, lang)
 
-    def label(self, chapter: str, section: str, title: str, lang: str) -> str:
-        """'§5.3 title', with the chapter first when the index has several ('第五章 … §5.3 title')."""
+    def label(self, key: str, title: str, lang: str) -> str:
+        """'§5.3 title', with the chapter first when the index has several ('第五章 卷积神经网络（CNN） §5.3 title')."""
+        chapter, _, section = key.partition("/")
         head = f"{self.chapter_title(chapter, lang)} " if self.multi else ""
         return f"{head}§{section} {title}".strip()
 
     def section_choices(self) -> list[tuple[str, str]]:
-        """(label, question-set id) of every section, for the 👎 picker."""
-        return [(self.label(ch, sid, self.title(ch, sid, "zh"), "zh"), qualified_id(ch, sid))
-                for ch, sid in section_pairs(self.r)]
-
-    def title(self, chapter: str, section: str, lang: str) -> str:
-        sec = find_section(self.r, chapter, section, lang)
-        return sec["title"] if sec else section
+        """(label, qualified id) of every section, for the 👎 picker."""
+        return [(self.label(key, section_title(self.r, key, "zh"), "zh"), key) for key in self.r.section_keys]
 
     def chapter_choices(self) -> list[tuple[str, str]]:
-        keys = {chapter_id(ch): ch for ch, _ in section_pairs(self.r)}
-        return [(f"{cid} {self.chapter_title(keys[cid], 'zh')}", cid) for cid in self.r.chapters]
+        return [(f"{cid} {self.chapter_title(cid, 'zh')}", cid) for cid in self.r.chapters]
 
     def examples(self) -> list[str]:
         """Example questions for the index served: the bundled chapter's, else section titles."""
-        pairs = section_pairs(self.r)
-        if not self.multi and chapter_id(pairs[0][0]) == "ch10":
+        if self.r.chapters == ["ch10"] and "迁移学习" in self.chapter_title("ch10", "zh"):
             return EXAMPLES
         seen, out = set(), []
-        for ch, sid in pairs:  # the first numbered section of each chapter, as titled in Chinese
-            title = self.title(ch, sid, "zh")
+        for key in self.r.section_keys:  # the first numbered section of each chapter, as titled in Chinese
+            ch, _, sid = key.partition("/")
+            title = section_title(self.r, key, "zh")
             if ch not in seen and re.match(r"\d", sid) and len(title) >= 4:
                 seen.add(ch)
                 out.append(re.sub(r"[（(][^）)]*[）)]\s*$", "", title).strip())
@@ -276,15 +234,14 @@ class SourcePanel:
         lang = a.language
         if a.abstained:
             f = FRAMES[lang]
-            links = " · ".join(self._link(mid, chapter_key(h.to_dict()), s["section"], s["title"], lang)
-                               for s, h in zip(a.suggestions, a.hits))  # suggestions are the first hits
+            links = " · ".join(self._link(mid, s["id"], s["title"], lang) for s in a.suggestions)
             return f"**{html.escape(f['abstain'])}**\n\n{html.escape(f['suggest'])} {links}" if links \
                 else f"**{html.escape(f['abstain'])}**"
         frame, _, _ = a.answer.partition("\n")
         lines = [f"**{html.escape(frame)}**", ""]
         last = None
         for c in a.citations:
-            if last is not None and c.section != last.section:
+            if last is not None and c.id != last.id:
                 lines += [self._cite_line(mid, last, lang), ""]
             lines.append(_quote(c.quote))
             if c.original is not None:
@@ -296,23 +253,21 @@ class SourcePanel:
         return "\n".join(lines)
 
     def _cite_line(self, mid: str, c, lang: str) -> str:
-        return "— " + self._link(mid, chapter_key(c.to_dict()), c.section, c.title, lang)
+        return "— " + self._link(mid, c.id, c.title, lang)
 
-    def _link(self, mid: str, chapter: str, section: str, title: str, lang: str) -> str:
-        return f"[{md_escape(self.label(chapter, section, title, lang))}](#{anchor(mid, chapter, section)})"
+    def _link(self, mid: str, key: str, title: str, lang: str) -> str:
+        return f"[{md_escape(self.label(key, title, lang))}](#{anchor(mid, key)})"
 
-    def _block(self, sec: dict | None, spans, tags: list[str], score: float | None, chapter: str,
-               open_: bool) -> str:
-        text = self.files.get(sec["source"]) if sec else None
+    def _block(self, sec: Section | None, spans, tags: list[str], score: float | None, open_: bool) -> str:
+        text = self.files.get(sec.source) if sec else None
         if text is None:
             body = "(corpus file not readable)"
         else:
-            start, end = sec["start"], sec["end"]
+            start, end = sec.start, sec.end
             while start < end and text[start] in "\r\n":
                 start += 1
             body = _marked_md(text[start:end].rstrip("\r\n"), start, spans)
-        lang = self.r.index.lang_of(sec["source"]) if sec else "zh"
-        head = html.escape(self.label(chapter, sec["id"], sec["title"], lang)) if sec else "?"
+        head = html.escape(self.label(sec.key, sec.title, self.r.index.lang_of(sec.source))) if sec else "?"
         sc = f'<span class="score">score {score:.2f}</span>' if score is not None else ""
         tag = "".join(f'<span class="tag">{html.escape(t)}</span>' for t in tags)
         return (f'<details{" open" if open_ else ""}>\n<summary>{head}{sc}{tag}</summary>\n\n{body}\n\n</details>\n')
@@ -321,9 +276,9 @@ class SourcePanel:
         """The sources of one message (an answer_meta dict) as safe markdown with HTML blocks."""
         zh = m["language"] == "zh"
         mid = m["message_id"]
-        cites: dict[tuple[str, str], list[dict]] = {}
+        cites: dict[str, list[dict]] = {}
         for c in m["citations"]:
-            cites.setdefault((chapter_key(c), c["section"]), []).append(c)
+            cites.setdefault(c["id"], []).append(c)
         help_ = ("score：该节与问题的匹配程度（0–1，综合语义相似度、共同词语和节标题）；越高越相关。"
                  "回答引用的句子以高亮显示。" if zh else
                  "score: how well each retrieved section matches the question, from 0 to 1 (meaning "
@@ -334,20 +289,20 @@ class SourcePanel:
                  f"[↑ {'回到对话' if zh else 'Back to the chat'}](#chat)\n",
                  f'<p class="score-help">{html.escape(help_)}</p>\n']
         for h in m["hits"]:
-            ch, sid = chapter_key(h), h["section"]
-            cs = cites.get((ch, sid), [])
+            key = h["id"]
+            cs = cites.get(key, [])
             lang = cs[0]["lang"] if cs else m["language"]
-            sec = find_section(self.r, ch, sid, lang)
+            sec = self.r.index.find_section(key, lang)
             tags = [("引用" if zh else "cited")] if cs else []
             originals = [c["original"] for c in cs if c.get("original")]
             if originals:
                 tags.append("English translation")
-            blocks = [self._block(sec, [(c["start"], c["end"]) for c in cs], tags, h["score"], ch, bool(cs))]
+            blocks = [self._block(sec, [(c["start"], c["end"]) for c in cs], tags, h["score"], bool(cs))]
             if originals:
-                orig = find_section(self.r, ch, sid, "zh")
+                orig = self.r.index.find_section(key, "zh")
                 blocks.append(self._block(orig, [(o["start"], o["end"]) for o in originals],
-                                          ["中文原文 (original)"], None, ch, True))
-            parts.append(f'<div class="src {anchor(mid, ch, sid)}">\n\n{"".join(blocks)}\n</div>\n')
+                                          ["中文原文 (original)"], None, True))
+            parts.append(f'<div class="src {anchor(mid, key)}">\n\n{"".join(blocks)}\n</div>\n')
         if not m["hits"]:
             parts.append("（没有找到相关章节）" if zh else "(no matching section)")
         parts.append("\n</div>")
@@ -399,7 +354,7 @@ def build_ui(r: Retriever, feedback_path: Path):
         store, mid = ask_in_chat(panel, message, {"chat": list(history or [])}, k, mode, lang)
         return store["chat"], panel.render_sources(store["meta"][mid]) if mid else ""
 
-    title = (f"## {panel.chapter_title(section_pairs(r)[0][0], 'zh')} — 问答 Q&A" if not panel.multi else
+    title = (f"## {panel.chapter_title(r.chapters[0], 'zh')} — 问答 Q&A" if not panel.multi else
              f"## 问答 Q&A — {len(r.chapters)} 章 chapters")
     with gr.Blocks(title="Q&A 问答") as demo:
         gr.Markdown(title + "\n\nAsk in Chinese or English. Answers quote the book and cite its sections; click a "
@@ -535,7 +490,7 @@ def build_api(r: Retriever):
     from pydantic import BaseModel
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the transfer-learning chapter.",
+    app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the indexed chapters.",
                   version=r.index.manifest.get("package_version", ""))
 
     class AskBody(BaseModel):

@@ -19,11 +19,12 @@ def built(tmp_path, small_corpus, fake_encoder):
 
 def test_build_writes_a_complete_manifest(built, small_corpus):
     m = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
-    assert m["format_version"] == 1 and m["package_version"]
+    assert m["format_version"] == 2 and m["package_version"]
     assert m["encoder"] == {"id": "fake-chars", "dim": 64}
     assert m["index_type"] == "Flat" and m["chunking"] == {"max_chars": 600}
     assert set(m["corpus"]) == {"animals.zh.md"} and len(m["corpus"]["animals.zh.md"]["sha256"]) == 64
-    assert m["counts"] == {"sections": 3, "chunks": 3}
+    assert m["counts"] == {"chapters": 1, "sections": 3, "chunks": 3, "sentences": 7}
+    assert m["warnings"] == {}
     lines = (built / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
     assert "猫是一种小型食肉动物" in lines[0]  # ensure_ascii=False: Chinese stays readable
 
@@ -138,7 +139,22 @@ def test_committed_index_is_fresh(tmp_path):
 
 def test_read_corpus_keeps_offsets_across_files(small_corpus):
     shutil.copy(small_corpus / "animals.zh.md", small_corpus / "second.md")
-    sections, chunks, files, texts = read_corpus(small_corpus)
+    chunks = read_corpus(small_corpus).chunks
     assert [c.id for c in chunks] == list(range(len(chunks)))
     for c in chunks:
         assert (small_corpus / c.source).read_text(encoding="utf-8")[c.start:c.end] == c.text
+
+
+def test_chapter_titles_are_each_chapters_first_top_heading(tmp_path, fake_encoder):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(REPO / "tests" / "fixtures" / "two_chapters", corpus)
+    (corpus / "ch02_植物.md").write_text("```\n# 不是标题\n```\n\n" + (corpus / "ch02_植物.md").read_text(encoding="utf-8"),
+                                       encoding="utf-8")
+    build_index(corpus, tmp_path / "index", fake_encoder)
+    index = load_index(tmp_path / "index")
+    assert index.chapter_title("ch01", "zh") == "第一章 动物"
+    assert index.chapter_title("ch02", "en") == "第二章 植物"  # no English file: the original's title
+    assert index.chapter_title("ch99", "zh") == "ch99"
+    committed = load_index(REPO / "index")
+    assert [committed.chapter_title("ch10", lang) for lang in ("zh", "en")] == ["第十章 迁移学习",
+                                                                                "Chapter 10 Transfer Learning"]
