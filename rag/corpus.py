@@ -36,7 +36,7 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _REFERENCES = re.compile(r"reference|参考文献|参考资料|bibliography|further reading|相关文献|引用文献", re.I)
 _TASK_ITEM = re.compile(r"^\s*[-*+]\s+\[[ xX]\]")
 _LANG_DIRS = ("zh", "en")
-_NOT_CHAPTERS = ("readme.md", "notice.md", "license.md", "toc.md")
+_NOT_CHAPTERS = ("readme.md", "notice.md", "license.md")
 
 
 @dataclass
@@ -260,8 +260,7 @@ def parse_sections(text: str, source: str, report: Report | None = None,
 def find_chapters(corpus_dir: Path) -> list[Path]:
     """The markdown files of a corpus directory and its subfolders, in name order.
 
-    README.md, NOTICE.md, LICENSE.md and TOC.md describe a corpus (its source, its licence, its table of
-    contents); they are not chapters.
+    README.md, NOTICE.md and LICENSE.md describe a corpus (its source, its licence); they are not chapters.
     """
     if not corpus_dir.is_dir():
         raise RagError(f"corpus directory {corpus_dir} does not exist. Pass --corpus DIR with your .md chapters.")
