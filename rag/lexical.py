@@ -19,24 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-_CJK = "\u3400-\u9fff\uf900-\ufaff"
-_RUN = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
-_CJK_RUN = re.compile(rf"[{_CJK}]")
+from .lang import CJK, STOP_EN, STOP_ZH
 
-STOP_ZH = frozenset(
-    "的 了 是 在 和 与 及 或 也 就 都 而 又 被 把 对 从 向 为 以 于 之 其 这 那 个 些 有 没有 一个 一种 一些 "
-    "什么 哪些 怎么 怎样 如何 为什么 吗 呢 吧 啊 呀 么 我 你 他 她 它 我们 你们 他们 它们 自己 "
-    "可以 能 会 要 得 地 着 过 请问 请 说 讲 中 里 上 下 时 时候 所以 因为 但是 但 如果 那么 "
-    "这个 那个 这些 那些 这种 还 更 很 非常 一 二 三 多少 几".split()
-)
-STOP_EN = frozenset(
-    "a an the and or but if then than so of to in on at by for from with without into onto about "
-    "as is are was were be been being do does did doing have has had having can could should would "
-    "will shall may might must it its this that these those there here what which who whom whose "
-    "when where why how i me my we our you your he him his she her they them their not no nor "
-    "any all some such very also just only more most other own same too s t don chapter book "
-    "tell explain describe please say says said".split()
-)
+_RUN = re.compile(rf"[{CJK}]+|[a-z0-9]+")
+_CJK_RUN = re.compile(rf"[{CJK}]")
 
 
 class Tokenizer:
