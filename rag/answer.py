@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 
 from .index import chapter_of
-from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN,
+from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, head,
                    is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import DENSE_WEIGHT, Retriever, check_query
 from .types import Answer, Citation, Hit, RagError
@@ -49,7 +49,8 @@ KEEP_RATIO = 0.85  # further quotes must score at least this share of the best o
 SECOND_SECTION_RATIO = 0.9  # a second section is quoted only when it scores close to the first
 SHAPE_BONUS = 0.15  # bonus of a sentence of the shape the question type asks for
 FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up question
-MAX_CONTEXT_STEPS = 2  # at most this many sentences are brought along before a quote
+MAX_CONTEXT_STEPS = 2
+SHORT_LIST = 5  # a reason question whose best sentence is in a list of at most this many quotes it whole  # at most this many sentences are brought along before a quote
 
 
 def same_section(a: str, b: str) -> bool:
@@ -83,6 +84,7 @@ class _Sentences:
                 pair_df[p] = pair_df.get(p, 0) + 1
         self.pair_idf = {p: math.log(1 + n / d) for p, d in pair_df.items()}
         self.glossary_words = {t for _, en in r.index.glossary for v in en for t in r.index.tokenize(v)}
+        self.head_tokens = [frozenset(r.index.tokenize(head(rec["text"].lstrip("*（( ")))) for rec in recs]
         self.heading = np.array([_is_heading(r, rec) for rec in recs], dtype=bool)
         self.question = np.array([is_question_sentence(rec["text"]) for rec in recs], dtype=bool)
         self.lead_in = np.array([is_lead_in(rec["text"]) for rec in recs], dtype=bool)
@@ -99,9 +101,18 @@ class _Sentences:
     def _next_is_item(self, i: int) -> bool:
         return self.same_place(i, i + 1) and self.recs[i + 1]["item"]
 
-    def quotable(self, i: int, questions_ok: bool) -> bool:
-        """Whether sentence i can be quoted as an answer on its own."""
-        return not (self.heading[i] or self.label[i] or (self.question[i] and not questions_ok))
+    def quotable(self, i: int, questions_ok: bool, labels_ok: bool = False) -> bool:
+        """Whether sentence i can be quoted as an answer (a label only as the head of its list)."""
+        return not (self.heading[i] or (self.label[i] and not labels_ok) or (self.question[i] and not questions_ok))
+
+    def previous(self, i: int) -> int:
+        """The sentence i leans on: the one before it, or for the first sentence of a list item,
+        the first sentence of the item before (or the lead-in)."""
+        j = i - 1
+        if self.recs[i]["item"] and self.first_of_block[i]:
+            while self.same_place(j - 1, j) and not self.first_of_block[j]:
+                j -= 1
+        return j
 
 
 _file_cache: dict = {}
@@ -300,27 +311,33 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     translated = alang == "en" and len(in_lang) > 0
     cand = in_lang if len(in_lang) else cand[s.lang[cand] == "zh"]  # no translation: quote the Chinese
     questions_ok = a.qtype == "bookquestions"
-    cand = np.array([i for i in cand if s.quotable(int(i), questions_ok)], dtype=int)
+    cand = np.array([i for i in cand if s.quotable(int(i), questions_ok, labels_ok=a.qtype == "list")], dtype=int)
     if len(cand) == 0:
         return [], translated
 
-    qtoks = set(r.index.tokenize(a.query))
-    weight = sum(s.idf.get(t, 0.0) for t in qtoks) or 1.0
-    overlap = np.array([sum(s.idf.get(t, 0.0) for t in qtoks & s.tokens[i]) / weight for i in cand])
+    # Word overlap: the question's own words count fully, the words a follow-up borrows from the
+    # previous turn (its topic) half.
+    own = set(r.index.tokenize(a.question))
+    borrowed = set(r.index.tokenize(a.query)) - own
+    weight = sum(s.idf.get(t, 0.0) for t in own) + 0.5 * sum(s.idf.get(t, 0.0) for t in borrowed) or 1.0
+    overlap = np.array([(sum(s.idf.get(t, 0.0) for t in own & s.tokens[i])
+                         + 0.5 * sum(s.idf.get(t, 0.0) for t in borrowed & s.tokens[i])) / weight for i in cand])
     dense = np.clip(s.vectors[cand] @ a.qv[0], 0.0, 1.0)
     w = DENSE_WEIGHT[a.lang]
     score = w * dense + (1 - w) * overlap + SECTION_WEIGHT * scores[s.section[cand]]
-    score = score + SHAPE_BONUS * np.array([_shape(a.qtype, s, int(i)) for i in cand])
+    subject = own or borrowed
+    score = score + SHAPE_BONUS * np.array([_shape(a.qtype, s, int(i), subject) for i in cand])
     order = np.argsort(-score, kind="stable")
     # The first quote is the best sentence of the best section (the retriever ranks sections
     # better than single sentences do); up to two more follow if they score nearly as well.
     in_top = [i for i in order if s.section[cand[i]] == top[0]]
     lead = in_top[0] if in_top else order[0]
-    n_more = 1 if a.qtype == "definition" else MAX_QUOTES - 1
+    shaped = _shape(a.qtype, s, int(cand[lead]), subject)
+    n_more = 0 if shaped else MAX_QUOTES - 1  # a defining sentence answers a definition alone
     chosen = [int(cand[lead])] + [int(cand[i]) for i in order[:MAX_QUOTES]
                                   if i != lead and score[i] >= KEEP_RATIO * score[order[0]]][:n_more]
     if a.qtype == "list":
-        chosen = _whole_list(chosen[0], s) or chosen
+        chosen = _whole_list(chosen[0], s) or [i for i in chosen if not s.label[i]]
     elif a.qtype == "comparison":
         chosen = _both_sides(chosen, s, dict(zip(cand.tolist(), score.tolist())))
     chosen = with_context(chosen, s, alang, list_labels=a.qtype in ("list", "comparison"))
@@ -329,35 +346,32 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     return chosen, translated
 
 
-def _shape(qtype: str, s: _Sentences, i: int) -> float:
-    """1 when sentence i has the shape the question type asks for."""
-    text = s.recs[i]["text"]
-    if qtype == "definition":
-        return float(bool(DEFINING[s.recs[i]["lang"]].search(text)))
-    if qtype == "list":
-        return float(bool(s.lead_in[i]))
+def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
+    """1 when sentence i has the shape the question type asks for: for a definition or a bare
+    keyword, a defining sentence about the question's subject ("**源域**: ...", "X是/指 ...")."""
+    if qtype in ("definition", "keyword"):
+        defining = DEFINING[s.recs[i]["lang"]].search(s.recs[i]["text"]) and not s.lead_in[i]
+        return float(bool(defining) and bool(s.head_tokens[i] & subject))
     return 0.0
 
 
 def _whole_list(i: int, s: _Sentences) -> list[int]:
-    """The list around sentence i with its lead-in: the first sentence of each item, bounded."""
+    """The list around sentence i with its lead-in or label: the first sentence of each item, up to
+    the next label (a new list), bounded by MAX_LIST."""
     start = i
-    while s.same_place(start - 1, start) and (s.recs[start]["item"] and not s.lead_in[start - 1]):
-        if not s.recs[start - 1]["item"]:
-            break
+    while s.same_place(start - 1, start) and s.recs[start]["item"] and s.recs[start - 1]["item"] \
+            and not (s.lead_in[start - 1] or s.label[start - 1] or s.label[start]):
         start -= 1
-    if s.same_place(start - 1, start) and (s.lead_in[start - 1] or s.label[start - 1]):
+    if not s.label[start] and s.same_place(start - 1, start) and (s.lead_in[start - 1] or s.label[start - 1]):
         start -= 1
     if not (s.lead_in[start] or s.label[start] or s.recs[start]["item"]):
         return []
     out = [start]
     j = start + 1
-    while s.same_place(j, start) and s.recs[j]["item"] and len(out) < MAX_LIST:
+    while s.same_place(j, start) and s.recs[j]["item"] and not s.label[j] and len(out) < MAX_LIST:
         if s.first_of_block[j]:
             out.append(j)
         j += 1
-    while out and (s.label[out[-1]] or s.lead_in[out[-1]]) and len(out) > 1:
-        out.pop()  # a trailing label belongs to the next list
     return out if len(out) > 1 else []
 
 
@@ -374,7 +388,8 @@ def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> li
         items = []
         j = lead + 1
         while s.same_place(j, lead) and s.recs[j]["item"]:
-            items.append(j)
+            if s.first_of_block[j]:
+                items.append(j)
             j += 1
         if items:
             out.append(max(items, key=lambda x: (score.get(x, -1.0), -x)))
@@ -383,17 +398,18 @@ def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> li
 
 def needs_context(s: _Sentences, i: int) -> bool:
     """Whether sentence i cannot be read without the one before it (same section): it opens with
-    a connective, ordinal or pronoun; it is very short; it continues a list item; or it is a list
-    item right after its lead-in."""
+    a connective, ordinal or pronoun; it is very short; or it is a list item right after its
+    lead-in. A lead-in itself points forward and needs nothing."""
     prev = i - 1
     if not s.same_place(prev, i):
         return False
     rec = s.recs[i]
+    if s.lead_in[i]:
+        return False  # "这里是...的一些优点：" points forward, not back
     lang = rec["lang"] if rec["lang"] in NEEDS_CONTEXT else "en"
     text = rec["text"].lstrip("*（( ")
     return bool(NEEDS_CONTEXT[lang].match(text) or len(text) < SHORT_SENTENCE[lang]
-                or (rec["item"] and not s.first_of_block[i])
-                or (rec["item"] and s.lead_in[prev]))
+                or (rec["item"] and s.first_of_block[i] and s.lead_in[prev]))
 
 
 def with_context(chosen: list[int], s: _Sentences, lang: str = "zh", list_labels: bool = False) -> list[int]:
@@ -403,9 +419,9 @@ def with_context(chosen: list[int], s: _Sentences, lang: str = "zh", list_labels
     out = list(dict.fromkeys(chosen))
     for i in list(out):
         j, steps = i, 0
-        while steps < MAX_CONTEXT_STEPS and needs_context(s, j) and j - 1 not in out:
-            out.append(j - 1)
-            j, steps = j - 1, steps + 1
+        while steps < MAX_CONTEXT_STEPS and needs_context(s, j) and s.previous(j) not in out:
+            j, steps = s.previous(j), steps + 1
+            out.append(j)
         if list_labels and s.same_place(j - 1, j) and s.label[j - 1] and j - 1 not in out:
             out.append(j - 1)
         if s.lead_in[i]:

@@ -91,6 +91,15 @@ DEFINING = {
 }
 
 
+_HEAD_END = re.compile(r"[:：,，。.;；]|是|指|\b(?:is|are|means|refers)\b")
+
+
+def head(text: str) -> str:
+    """The start of a sentence up to its first defining word or punctuation: what it is about."""
+    m = _HEAD_END.search(text, 1)
+    return text[:m.start()] if m else text[:40]
+
+
 def is_question_sentence(text: str) -> bool:
     """A sentence that asks (ends in ？ or ?, closing brackets aside)."""
     return text.rstrip(" *)）]”’").endswith(("?", "？"))
@@ -114,7 +123,7 @@ _TYPES = {
     "zh": [
         ("bookquestions", re.compile(r"(?:哪些|什么|列出).{0,6}问题.{0,4}(?:没|未|开放|提出|列)|(?:开放|未解决|提出).{0,4}问题")),
         ("comparison", re.compile(r"区别|不同|差别|差异|异同|比较|对比|优缺点|优劣|好坏|关系|联系|还是|和.{1,12}哪个")),
-        ("list", re.compile(r"哪些|哪几|有几|几种|几类|分类|种类|类型|分为|例子|举例|列举|三个|两个|几个|都有")),
+        ("list", re.compile(r"哪些|哪几|有几|几种|几类|分类|种类|类型|分为|例子|举例|列举|都有")),
         ("definition", re.compile(r"什么是|是什么|什麼是|是什麼|指什么|指的是|什么意思|含义|定义|叫什么|是啥")),
         ("reason", re.compile(r"为什么|为何|原因|怎么|如何|怎样|为啥|何时|什么时候|什么情况|办法|方法|作用|用处|意义|好处|坏处|缺点|优点")),
         ("yesno", re.compile(r"(?:吗|么|是否|能否|可否|是不是|能不能|可不可以|有没有)[？?]?$|^(?:是否|能否)")),
@@ -123,8 +132,9 @@ _TYPES = {
         ("bookquestions", re.compile(r"\b(?:open|unanswered|raised?|lists?)\b.{0,30}\bquestions?\b|\bquestions\b.{0,30}\b(?:raise|list|ask)", re.I)),
         ("comparison", re.compile(r"\b(?:differen\w*|differ|compare\w*|comparison|versus|vs\.?|relate\w*|relationship|"
                                   r"pros and cons|advantages and disadvantages|better|or)\b", re.I)),
-        ("list", re.compile(r"\b(?:kinds?|types?|categor\w+|classif\w+|list|examples?|which|what are the \w+s|"
-                            r"three|two|several)\b", re.I)),
+        ("list", re.compile(r"\b(?:kinds|types|categories|classes) of\b|^(?:list|name)\b|\bgive (?:an |some )?examples?\b|"
+                            r"\bwhat (?:are|kinds|types)\b.{0,30}\b(?:kinds|types|categories|problems|questions|reasons|"
+                            r"examples|steps|ways|advantages|disadvantages)\b", re.I)),
         ("definition", re.compile(r"(?:^|\s)(?:what(?:'s| is| are)\b(?! the (?:reason|cause|benefit|point))|define\b|definition\b)|"
                                   r"\bwhat does .+ mean\b|\bmeaning of\b|\bdefinition\b", re.I)),
         ("reason", re.compile(r"\b(?:why|how|reasons?|causes?|when|purpose|benefits?|drawbacks?|advantages?|"
