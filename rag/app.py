@@ -245,10 +245,15 @@ def build_api(r: Retriever):
     app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the transfer-learning chapter.",
                   version=r.index.manifest.get("package_version", ""))
 
+    class Turn(BaseModel):
+        question: str
+        citations: list[dict] = []  # as returned by /api/ask (only "section" is read)
+
     class AskBody(BaseModel):
         question: str
         lang: str = "auto"
         k: int = 5
+        history: list[Turn] = []  # the previous turns, oldest first
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
@@ -274,7 +279,8 @@ def build_api(r: Retriever):
 
     @app.post("/api/ask", summary="Answer with cited quotes (the `rag ask --json` object)")
     def ask(body: AskBody):
-        return answer(body.question, r, lang=body.lang, k=body.k).to_dict()
+        history = [t.model_dump() for t in body.history]
+        return answer(body.question, r, lang=body.lang, k=body.k, history=history).to_dict()
 
     @app.get("/api/health", summary="Index information")
     def health():

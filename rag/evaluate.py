@@ -49,7 +49,7 @@ def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
             rec = {"id": str(q["id"]), "question": str(q["question"]),
                    "lang": q.get("lang") or detect_language(q["question"]),
                    "relevant": [str(s) for s in q.get("relevant", [])]}
-            for key in ("split", "kind", "heading_copy"):
+            for key in ("split", "kind", "heading_copy"):  # history and evidence below
                 if key in q:
                     rec[key] = q[key]
             if q.get("history"):
@@ -88,6 +88,9 @@ def _evidence_file(source: str, roots, cache: dict) -> str | None:
     return cache[source]
 
 
+_EXTRA = ("split", "kind", "heading_copy", "history", "evidence")  # optional fields, kept in BEIR's metadata
+
+
 def read_beir(directory: Path) -> list[dict]:
     """Questions from BEIR's layout: queries.jsonl ({_id, text}) and qrels/test.tsv."""
     qrels: dict[str, list[str]] = {}
@@ -106,7 +109,7 @@ def read_beir(directory: Path) -> list[dict]:
                 meta = q.get("metadata") or {}
                 questions.append({"id": q["_id"], "question": q["text"], "lang": meta.get("lang") or detect_language(q["text"]),
                                   "relevant": qrels.get(q["_id"], []),
-                                  **({"split": meta["split"]} if "split" in meta else {})})
+                                  **{k: meta[k] for k in _EXTRA if k in meta}})
     except (OSError, ValueError, KeyError) as e:
         raise RagError(f"{directory} is not a BEIR question set ({type(e).__name__}). It needs queries.jsonl "
                        "and qrels/test.tsv.") from None
@@ -118,7 +121,7 @@ def write_beir(questions: list[dict], directory: Path) -> None:
     (directory / "qrels").mkdir(parents=True, exist_ok=True)
     with open(directory / "queries.jsonl", "w", encoding="utf-8") as f:
         for q in questions:
-            meta = {"lang": q["lang"], **({"split": q["split"]} if "split" in q else {})}
+            meta = {"lang": q["lang"], **{k: q[k] for k in _EXTRA if k in q}}
             f.write(json.dumps({"_id": q["id"], "text": q["question"], "metadata": meta}, ensure_ascii=False) + "\n")
     with open(directory / "qrels" / "test.tsv", "w", encoding="utf-8") as f:
         f.write("query-id\tcorpus-id\tscore\n")
