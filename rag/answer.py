@@ -47,12 +47,11 @@ MAX_QUOTES = 3
 # split (eval/tools/cv.py; figures in eval/README.md).
 MAX_LIST = 8  # sentences of a quoted list, lead-in included
 SECTION_WEIGHT = 0.5  # how much a sentence's section score counts beside its own score
-KEEP_RATIO = 0.85  # further quotes must score at least this share of the best one
+KEEP_RATIO = 0.9  # further quotes must score at least this share of the best one
 SECOND_SECTION_RATIO = 0.85  # a second section is quoted only when it scores close to the first
-SHAPE_BONUS = 0.15  # bonus of a sentence of the shape the question type asks for
+SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
 FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up question
-MAX_CONTEXT_STEPS = 2
-SHORT_LIST = 5  # a reason question whose best sentence is in a list of at most this many quotes it whole  # at most this many sentences are brought along before a quote
+MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a quote
 
 
 def same_section(a: str, b: str) -> bool:
@@ -378,8 +377,8 @@ def _whole_list(i: int, s: _Sentences) -> list[int]:
 
 
 def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> list[int]:
-    """For a comparison: when the section lays out sides under lead-ins ("优点：" / "缺点："), the
-    best item under each lead-in."""
+    """For a comparison: when the section lays out sides under lead-ins ("优点：" / "缺点："), each
+    lead-in with its best item."""
     sec = chosen[0]
     leads = [i for i in range(len(s.recs)) if s.lead_in[i] and s.same_place(i, sec)
              and s.recs[i]["lang"] == s.recs[sec]["lang"]]
@@ -394,20 +393,20 @@ def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> li
                 items.append(j)
             j += 1
         if items:
-            out.append(max(items, key=lambda x: (score.get(x, -1.0), -x)))
+            out += [lead, max(items, key=lambda x: (score.get(x, -1.0), -x))]
     return out or chosen
 
 
 def needs_context(s: _Sentences, i: int) -> bool:
     """Whether sentence i cannot be read without the one before it (same section): it opens with
     a connective, ordinal or pronoun; it is very short; or it is a list item right after its
-    lead-in. A lead-in itself points forward and needs nothing."""
+    lead-in. A lead-in or a list label points forward and needs nothing."""
     prev = i - 1
     if not s.same_place(prev, i):
         return False
     rec = s.recs[i]
-    if s.lead_in[i]:
-        return False  # "这里是...的一些优点：" points forward, not back
+    if s.lead_in[i] or s.label[i]:
+        return False  # "这里是...的一些优点：", "按迁移情景分类" point forward, not back
     lang = rec["lang"] if rec["lang"] in NEEDS_CONTEXT else "en"
     text = rec["text"].lstrip("*（( ")
     return bool(NEEDS_CONTEXT[lang].match(text) or len(text) < SHORT_SENTENCE[lang]
