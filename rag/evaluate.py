@@ -318,7 +318,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
     import time
 
     from .abstain import probability
-    from .answer import analyse, answer
+    from .answer import analyse, answer, same_section
     from .lang import question_type
 
     standalone = [q for q in questions if not q.get("history")]
@@ -358,7 +358,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
             {"hit": 0.0, "recall": 0.0, "precision": None, "length": 0.0}
         return {"answerable": bool(q["relevant"]), "abstained": a.abstained, "has_evidence": bool(q.get("evidence")),
                 "first_ok": bool(q["relevant"]) and not a.abstained and bool(a.citations)
-                and a.citations[0].section in q["relevant"], **ev}
+                and any(same_section(_citation_id(a.citations[0]), x) for x in q["relevant"]), **ev}
 
     groups = {"zh": [q for q in main if q["lang"] == "zh"], "en": [q for q in main if q["lang"] == "en"],
               "all": main}
@@ -401,6 +401,11 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
             "answers": answer_metrics, "sections": sections, "timing": timing, "per_question": per_question,
             "bare_answers": bare, "reliability": reliability([(probs[q["id"]], bool(q["relevant"]))
                                                               for q in main if q["id"] in probs])}
+
+
+def _citation_id(c) -> str:
+    """A citation's qualified id ("ch10/10.3") when it has one, else its bare section."""
+    return getattr(c, "id", None) or c.section
 
 
 def reliability(pairs: list[tuple[float, bool]], bins: int = 5) -> list[dict]:
