@@ -182,16 +182,6 @@ def per_query(qrels: dict, run: dict, metric: str) -> dict[str, float]:
     return {qid: _FUNCS[name](qrel, run.get(qid, {}), int(k)) for qid, qrel in qrels.items()}
 
 
-def abstention_scores(questions: list[dict], abstained: dict[str, bool]) -> dict[str, float]:
-    """Precision and recall of abstaining, with unanswerable questions as the positives."""
-    pos = {q["id"] for q in questions if not q["relevant"]}
-    said = {qid for qid, a in abstained.items() if a}
-    tp = len(pos & said)
-    return {"abstain_precision": tp / len(said) if said else 1.0,
-            "abstain_recall": tp / len(pos) if pos else 1.0,
-            "abstain_rate_answerable": len(said - pos) / max(1, len(abstained.keys() - pos))}
-
-
 # ---------------------------------------------------------------- answer evidence
 
 def _spans(quote: dict) -> list[tuple[str, int, int]]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .glossary import translations
 from .embedding import Encoder, load_encoder
-from .lang import detect_language  # noqa: F401  (re-exported)
+from .lang import detect_language
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, chapter_of, load_index, read_manifest
 from .types import Hit, RagError, StaleIndexError
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from rag.evaluate import (abstention_scores, check_floors, compare, evaluate, hit_at, mrr_at, ndcg_at,
+from rag.evaluate import (answer_scores, check_floors, compare, evaluate, hit_at, mrr_at, ndcg_at,
                           read_beir, read_questions, recall_at, write_beir)
 from rag.types import RagError
 
@@ -46,9 +46,12 @@ def test_metrics_agree_with_ranx_on_random_runs():
 
 
 def test_abstention_scores():
-    qs = [{"id": "a", "relevant": ["10.1"]}, {"id": "b", "relevant": []}, {"id": "c", "relevant": []}]
-    s = abstention_scores(qs, {"a": True, "b": True, "c": False})
-    assert s == {"abstain_precision": 0.5, "abstain_recall": 0.5, "abstain_rate_answerable": 1.0}
+    def rec(answerable, abstained):
+        return {"answerable": answerable, "abstained": abstained, "first_ok": False, "has_evidence": False,
+                "hit": 0.0, "recall": 0.0, "precision": None, "length": 0.0}
+
+    s = answer_scores([rec(True, True), rec(False, True), rec(False, False)])
+    assert (s["abstain_precision"], s["abstain_recall"], s["abstain_rate_answerable"]) == (0.5, 0.5, 1.0)
 
 
 def test_shipped_question_set_shape():
