@@ -338,7 +338,7 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     chosen = [int(cand[lead])] + [int(cand[i]) for i in order[:MAX_QUOTES]
                                   if i != lead and score[i] >= KEEP_RATIO * score[order[0]]][:n_more]
     if a.qtype == "list":
-        chosen = _whole_list(chosen[0], s) or [i for i in chosen if not s.label[i]]
+        chosen = _overview(chosen[0], s, own) or _whole_list(chosen[0], s) or [i for i in chosen if not s.label[i]]
     elif a.qtype == "comparison":
         chosen = _both_sides(chosen, s, dict(zip(cand.tolist(), score.tolist())))
     chosen = with_context(chosen, s, alang, list_labels=a.qtype in ("list", "comparison"))
@@ -374,6 +374,26 @@ def _whole_list(i: int, s: _Sentences) -> list[int]:
             out.append(j)
         j += 1
     return out if len(out) > 1 else []
+
+
+def _overview(i: int, s: _Sentences, own: set[str]) -> list[int]:
+    """For a list question over a section of labelled lists ("按特征空间分类", "按迁移方法分类"...)
+    that names none of them: each label with its first item. A question that names one (by a word
+    only that label has) gets that list whole instead (empty here)."""
+    labels = [j for j in range(len(s.recs)) if s.label[j] and s.same_place(j, i)]
+    if len(labels) < 2:
+        return []
+    counts: dict[str, int] = {}
+    for j in labels:
+        for t in s.tokens[j]:
+            counts[t] = counts.get(t, 0) + 1
+    if any(counts[t] == 1 and t in own for j in labels for t in s.tokens[j]):
+        return []
+    out = []
+    for j in labels:
+        if s.same_place(j, j + 1) and s.recs[j + 1]["item"] and not s.label[j + 1]:
+            out += [j, j + 1]
+    return out[:MAX_LIST] if len(out) >= 4 else []
 
 
 def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> list[int]:

@@ -150,6 +150,11 @@ def test_a_list_question_quotes_the_list_with_its_label(retriever, question):
     items = [q for q in quotes if q.startswith("**")]
     assert len(items) >= 3 and len(quotes) <= 8 + 3
     assert not all(q in ("基本定义", "按特征空间分类", "按迁移情景分类", "按迁移方法分类") for q in quotes)
+    labels = [q for q in quotes if q.startswith("按")]
+    if "方法" in question:  # names one of the labelled lists: that list whole
+        assert labels == ["按迁移方法分类"] and len(items) == 4
+    else:  # names none: every labelled list, each with its first item
+        assert len(labels) == 3 and all(quotes[quotes.index(lb) + 1].startswith("**") for lb in labels)
 
 
 @pytest.mark.parametrize("question,sides", [
