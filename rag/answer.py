@@ -35,11 +35,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .index import chapter_of
 from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, head,
                    is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import DENSE_WEIGHT, Retriever, check_query
-from .types import Answer, Citation, Hit, RagError
+from .types import Answer, Citation, Hit, RagError, section_key
 
 LANGUAGES = ("auto", "zh", "en")
 MAX_QUOTES = 3
@@ -55,8 +54,11 @@ MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a 
 
 
 def same_section(a: str, b: str) -> bool:
-    """Whether two section ids name the same section ("10.3" and "ch10/10.3" do)."""
-    return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1] if "/" not in a or "/" not in b else a == b
+    """Whether two section ids name the same section: equal chapter-qualified ids (`section_key`,
+    "ch10/10.3"), or a bare id and a qualified one with that bare part ("10.3" and "ch10/10.3")."""
+    if "/" in a and "/" in b:
+        return a == b
+    return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
 class _Sentences:
@@ -66,7 +68,8 @@ class _Sentences:
         recs = r.index.sentences
         self.recs = recs
         self.vectors = r.index.sentence_vectors
-        self.section = np.array([r.section_index[(chapter_of(s["source"]), s["section"])] for s in recs])
+        self.section = np.array([r.section_index[section_key(s["chapter"], s["section"])] for s in recs], dtype=np.int64)
+        self.prose = np.array([s.get("kind", "text") == "text" for s in recs], dtype=bool)  # not references, checklists
         self.lang = np.array([s["lang"] for s in recs])
         self.tokens = [frozenset(s["tokens"]) for s in recs]
         df: dict[str, int] = {}
@@ -190,14 +193,21 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
 
 # ---------------------------------------------------------------- follow-ups
 
+def _cited(c) -> str:
+    """A citation's section: its qualified id when it has one, else its bare section id."""
+    if isinstance(c, dict):
+        return str(c.get("id") or c["section"])
+    return c.id or c.section
+
+
 def _turn(turn) -> tuple[str, list[str]]:
     """(question, cited sections) of a previous turn: an Answer or a dict with "question" and
-    "citations" (dicts or Citations with "section"), "sections" or "relevant"."""
+    "citations" (dicts or Citations with "id" or "section"), "sections" or "relevant"."""
     if isinstance(turn, Answer):
-        return turn.question, [c.section for c in turn.citations]
+        return turn.question, [_cited(c) for c in turn.citations]
     if isinstance(turn, dict):
         cites = turn.get("citations") or []
-        sections = [c["section"] if isinstance(c, dict) else c.section for c in cites] or \
+        sections = [_cited(c) for c in cites] or \
             list(turn.get("sections") or turn.get("relevant") or [])
         return str(turn.get("question") or ""), [str(x) for x in sections]
     raise RagError("history must be a list of previous turns: Answer objects or "
@@ -259,8 +269,8 @@ def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", histo
     chunk_scores, section_scores = r.scores(query, mode, qv=qv)
     if favoured:
         section_scores = section_scores.copy()
-        for n, (_, sid) in enumerate(r.section_keys):
-            if any(same_section(sid, f) for f in favoured) and section_scores[n] > 0:
+        for n, key in enumerate(r.section_keys):
+            if any(same_section(key, f) for f in favoured) and section_scores[n] > 0:
                 section_scores[n] += FOLLOWUP_BOOST
     hits = r.hits(chunk_scores, section_scores, k)
     qtype = question_type(question, lang)
@@ -304,10 +314,11 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     they come from a translation."""
     s = _sentences(r)
     scores = a.section_scores
-    top = [r.section_index[(chapter_of(h.source), h.section)] for h in a.hits[:2]]
-    if len(top) == 2 and (scores[top[1]] < SECOND_SECTION_RATIO * scores[top[0]]):
+    top = [r.section_index[h.id] for h in a.hits[:2]]
+    if len(top) == 2 and scores[top[1]] < SECOND_SECTION_RATIO * scores[top[0]]:
         top = top[:1]
-    cand = np.flatnonzero(np.isin(s.section, top))
+    # Reference lists and checklists are quoted only when they are what the question found first.
+    cand = np.flatnonzero(np.isin(s.section, top) & (s.prose | (s.section == top[0])))
     in_lang = cand[s.lang[cand] == alang]
     translated = alang == "en" and len(in_lang) > 0
     cand = in_lang if len(in_lang) else cand[s.lang[cand] == "zh"]  # no translation: quote the Chinese
@@ -458,15 +469,15 @@ def _citation(rec: dict, translated: bool) -> Citation:
     original = rec.get("original") if translated else None
     return Citation(section=rec["section"], title=rec["title"], quote=rec["text"], source=rec["source"],
                     start=rec["start"], end=rec["end"], lang=rec["lang"],
-                    original=_citation(original, False) if original else None)
+                    original=_citation(original, False) if original else None,
+                    chapter=rec["chapter"], id=section_key(rec["chapter"], rec["section"]))
 
 
 def _section_list(citations) -> str:
-    seen = []
+    seen = {}
     for c in citations:
-        if c.section not in seen:
-            seen.append(c.section)
-    return ", ".join(f"§{sec}" for sec in seen)
+        seen.setdefault(c.id, c.section)
+    return ", ".join(f"§{sec}" for sec in seen.values())
 
 
 def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str:
@@ -487,8 +498,8 @@ def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str
 
 def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
     f = FRAMES[lang]
-    suggestions = tuple({"section": h.section, "title": section_title(r, chapter_of(h.source), h.section, lang)}
-                        for h in hits[:3])
+    suggestions = tuple({"section": h.section, "chapter": h.chapter, "id": h.id,
+                         "title": section_title(r, h.id, lang)} for h in hits[:3])
     text = f["abstain"]
     if suggestions:
         text += f["sep"] + f["suggest"] + f["sep"] + f["list_sep"].join(
@@ -497,7 +508,7 @@ def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
                   hits=tuple(hits))
 
 
-def section_title(r: Retriever, chapter: str, section: str, lang: str) -> str:
-    """A section's title in the given language when the corpus has it, else in the original's."""
-    sec = r.index.find_section(chapter, section, lang)
-    return sec["title"] if sec else section
+def section_title(r: Retriever, key: str, lang: str) -> str:
+    """A section's title (by qualified id) in the given language when the corpus has it, else in the original's."""
+    sec = r.index.find_section(key, lang)
+    return sec.title if sec else key

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .lang import CJK, STOP_EN, STOP_ZH
+from .lang import CJK, CJK_CHAR, STOP_EN, STOP_ZH
 
-_RUN = re.compile(rf"[{CJK}]+|[a-z0-9]+")
-_CJK_RUN = re.compile(rf"[{CJK}]")
+_RUN = re.compile(rf"[{CJK}]+|[a-z0-9\u03b1-\u03c9]+")
+# "1×1", "1 x 1", "1*1", "1乘1" are all the token "1x1" (the book writes $1\times1$, readers 1x1).
+_PRODUCT = re.compile(r"(\d)[ \t]*[×x*乘][ \t]*(?=\d)")
 
 
 class Tokenizer:
@@ -50,8 +51,8 @@ class Tokenizer:
     def words(self, text: str) -> list[str]:
         """All word tokens of text, stop words included (used to build a lexicon)."""
         out: list[str] = []
-        for run in _RUN.findall(text.lower()):
-            if _CJK_RUN.match(run):
+        for run in _RUN.findall(_PRODUCT.sub(r"\1x", text.lower())):
+            if CJK_CHAR.match(run):
                 out.extend(self._jieba.cut_for_search(run, HMM=False))
             else:
                 out.append(run)
@@ -60,7 +61,7 @@ class Tokenizer:
     def __call__(self, text: str) -> list[str]:
         toks = []
         for w in self.words(text):
-            if _CJK_RUN.match(w):
+            if CJK_CHAR.match(w):
                 if w not in STOP_ZH:
                     toks.append(w)
             elif w not in STOP_EN:
@@ -75,7 +76,7 @@ def make_lexicon(texts: list[str], extra_words: list[str] = ()) -> dict[str, int
     full = Tokenizer()
     jieba.dt.check_initialized()
     freq = jieba.dt.FREQ
-    words = {w for t in texts for w in full.words(t) if len(w) > 1 and _CJK_RUN.match(w)}
+    words = {w for t in texts for w in full.words(t) if len(w) > 1 and CJK_CHAR.match(w)}
     words.update(extra_words)
     return {w: freq.get(w) or 3 for w in sorted(words)}
 

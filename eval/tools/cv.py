@@ -24,7 +24,7 @@ import importlib  # noqa: E402
 
 A = importlib.import_module("rag.answer")  # (the package re-exports a function of the same name)
 R = importlib.import_module("rag.retriever")
-from rag.evaluate import DEFAULT_QUESTIONS, evidence_scores, read_questions  # noqa: E402
+from rag.evaluate import DEFAULT_QUESTIONS, evidence_scores, read_questions, resolve_relevant  # noqa: E402
 
 FOLDS, SEED = 5, 12
 
@@ -59,7 +59,7 @@ def apply(setting: dict) -> None:
 
 def main() -> None:
     r = R.Retriever.load(rebuild=True)
-    dev = [q for q in read_questions(DEFAULT_QUESTIONS) if q.get("split") == "dev"]
+    dev = resolve_relevant([q for q in read_questions(DEFAULT_QUESTIONS) if q.get("split") == "dev"], r.section_keys)
     standalone = [q for q in dev if q["relevant"] and not q.get("history") and not q.get("heading_copy")]
     saved = {"dense_zh": R.DENSE_WEIGHT["zh"], "dense_en": R.DENSE_WEIGHT["en"], "title": R.TITLE_WEIGHT,
              "KEEP_RATIO": A.KEEP_RATIO, "SHAPE_BONUS": A.SHAPE_BONUS, "SECOND_SECTION_RATIO": A.SECOND_SECTION_RATIO}
@@ -67,7 +67,7 @@ def main() -> None:
     def hit1(q, setting):
         apply(setting)
         hits = r.search(q["question"], k=1)
-        return float(bool(hits) and hits[0].section in q["relevant"])
+        return float(bool(hits) and hits[0].id in q["relevant"])
 
     # the current setting first: on a tie it stays
     grid = [{"dense_zh": z, "dense_en": e, "title": t}

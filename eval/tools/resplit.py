@@ -21,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from rag.evaluate import resolve_relevant  # noqa: E402
 from rag.lang import STOP_EN  # noqa: E402
+from rag.types import section_key  # noqa: E402
 
 HEADING_COPY = 0.6
 QUESTIONS = ROOT / "eval" / "questions.jsonl"
@@ -43,19 +45,21 @@ def similarity(question: str, title: str, lang: str) -> float:
 
 
 def titles() -> dict[tuple[str, str], str]:
+    """{(chapter-qualified section id, language): title} of the index's sections."""
     out = {}
     for line in (ROOT / "index" / "sections.jsonl").read_text(encoding="utf-8").splitlines():
         s = json.loads(line)
-        out[(s["id"], "en" if s["source"].endswith(".en.md") else "zh")] = s["title"]
+        out[(section_key(s["chapter"], s["id"]), "en" if s["source"].endswith(".en.md") else "zh")] = s["title"]
     return out
 
 
 def main(seed: int = 12, test_share: float = 0.5) -> None:
     qs = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
     t = titles()
-    for q in qs:
-        sim = max((similarity(q["question"], t.get((s.rsplit("/", 1)[-1], q["lang"]), ""), q["lang"])
-                   for s in q["relevant"]), default=0.0)
+    keys = sorted({key for key, _ in t})
+    for q, resolved in zip(qs, resolve_relevant(qs, keys)):
+        sim = max((similarity(q["question"], t.get((s, q["lang"]), ""), q["lang"])
+                   for s in resolved["relevant"]), default=0.0)
         q.pop("heading_copy", None)
         if sim >= HEADING_COPY:
             q["heading_copy"] = True
