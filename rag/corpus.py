@@ -164,10 +164,15 @@ def parse_blocks(text: str) -> tuple[list[Heading], list[Block]]:
                 blocks.append(Block(kind, s, e))
         elif t.type == "tr_open":
             blocks.append(Block("row", s, e))
+        elif t.type == "code_block" and all("\t" in line.strip() for line in text[s:e].splitlines()):
+            blocks.append(Block("code", s, e))
+            table_head = blocks[-1]
+        elif t.type == "code_block" and CJK_CHAR.search(text, s, e):
+            # Chinese prose indented by a tab (the book indents paragraphs so): CommonMark reads
+            # an indented block as code, but code is not written in Chinese.
+            blocks.append(Block("paragraph", s, e))
         elif t.type in ("fence", "code_block"):
             blocks.append(Block("code", s, e))
-            if t.type == "code_block" and all("\t" in line.strip() for line in text[s:e].splitlines()):
-                table_head = blocks[-1]
         elif t.type == "html_block":
             blocks.append(Block("html", s, e))
         elif t.type in ("math_block", "math_block_label"):

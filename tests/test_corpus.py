@@ -89,3 +89,12 @@ def test_a_tab_indented_header_row_belongs_to_the_table_below():
     # a header row with a blank line before the rows is not joined to them
     text = "## 1.1 区别\n\n\ta\tb\n\nc\td\n"
     assert [b.kind for b in parse_blocks(text)[1]] == ["heading", "code", "paragraph"]
+
+
+def test_tab_indented_chinese_prose_is_text_and_indented_code_stays_code():
+    from rag.corpus import parse_blocks
+
+    text = "## 2.9 生成与判别\n\n \t生成方法的特点：它学习联合分布。\n\n例如：\n\n    x = f(y)\n    return x\n"
+    blocks = [(b.kind, text[b.start:b.end].strip()) for b in parse_blocks(text)[1]]
+    assert blocks == [("heading", "## 2.9 生成与判别"), ("paragraph", "生成方法的特点：它学习联合分布。"),
+                      ("paragraph", "例如："), ("code", "x = f(y)\n    return x")]
