@@ -13,7 +13,6 @@ Chat, per-answer sources and ratings live in the browser (gr.BrowserState): a re
 
 import hashlib
 import html
-import inspect
 import json
 import os
 import re
@@ -22,10 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from .answer import FRAMES, answer, section_title
+from .answer import answer, section_title
 from .corpus import read_text
 from .feedback import append_feedback, default_feedback_path, message_feedback_record
-from .retriever import MODES, Retriever, detect_language
+from .lang import FRAMES, detect_language
+from .retriever import MODES, Retriever
 from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
@@ -41,8 +41,6 @@ EXAMPLES = ["什么是负迁移？产生负迁移的原因有哪些？", "多任
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 MAX_MESSAGES = 200  # chat messages kept in the browser (the oldest go first)
 HISTORY_TURNS = 3  # previous turns passed to answer() for follow-up questions
-# Whether answer() takes the conversation (follow-ups).
-TAKES_HISTORY = "history" in inspect.signature(answer).parameters
 CSS = """
 .gradio-container, .gradio-container * { font-family: "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC",
   "Microsoft YaHei", system-ui, sans-serif; }
@@ -233,10 +231,11 @@ class SourcePanel:
         """The chat message for an answer: quotes rendered as (safe) markdown with clickable citations."""
         lang = a.language
         if a.abstained:
+            if not a.suggestions:  # e.g. a question in another language: the answer says what to do
+                return f"**{html.escape(a.answer)}**"
             f = FRAMES[lang]
             links = " · ".join(self._link(mid, s["id"], s["title"], lang) for s in a.suggestions)
-            return f"**{html.escape(f['abstain'])}**\n\n{html.escape(f['suggest'])} {links}" if links \
-                else f"**{html.escape(f['abstain'])}**"
+            return f"**{html.escape(f['abstain'])}**\n\n{html.escape(f['suggest'])} {links}"
         frame, _, _ = a.answer.partition("\n")
         lines = [f"**{html.escape(frame)}**", ""]
         last = None
@@ -245,7 +244,7 @@ class SourcePanel:
                 lines += [self._cite_line(mid, last, lang), ""]
             lines.append(_quote(c.quote))
             if c.original is not None:
-                label = FRAMES["en"]["original"] + ":" if lang == "en" else "原文："
+                label = FRAMES[lang]["original"] + ("：" if lang == "zh" else ":")
                 lines += [">", _quote(f"*{label}* {c.original.quote}")]
             lines.append(">")
             last = c
@@ -285,7 +284,7 @@ class SourcePanel:
                  "similarity, shared words and the section title); higher is closer. Quoted sentences are "
                  "highlighted.")
         parts = [f'<div class="msg-sources msg-{mid}">\n',
-                 f"#### {'来源' if zh else 'Sources'}: {md_escape(m['question'])}\n",
+                 f"#### {FRAMES[m['language']]['sources']}: {md_escape(m['question'])}\n",
                  f"[↑ {'回到对话' if zh else 'Back to the chat'}](#chat)\n",
                  f'<p class="score-help">{html.escape(help_)}</p>\n']
         for h in m["hits"]:
@@ -322,12 +321,11 @@ def previous_turns(store: dict) -> list[dict]:
 
 def ask_in_chat(panel: SourcePanel, message, store: dict, k=5, mode="hybrid", lang="auto", chapters=None):
     """One question in a chat: the new store (chat messages + per-message data) and the new message's id
-    (None for an error message). The conversation goes to answer() when it takes one."""
+    (None for an error message). The conversation so far goes to answer(), so follow-ups follow it."""
     chat, meta = list(store.get("chat", [])), dict(store.get("meta", {}))
-    kw = {"history": previous_turns(store)} if TAKES_HISTORY else {}
     try:
         a = answer(message, panel.r, lang=lang, k=int(k), mode=mode, chapters=list(chapters) if chapters else None,
-                   **kw)
+                   history=previous_turns(store))
     except (RagError, TypeError, ValueError) as e:
         msg = str(e) if isinstance(e, RagError) else f"bad input ({e}). Type a question."
         chat += [{"role": "user", "content": md_escape(str(message or ""))},
@@ -493,12 +491,17 @@ def build_api(r: Retriever):
     app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the indexed chapters.",
                   version=r.index.manifest.get("package_version", ""))
 
+    class Turn(BaseModel):
+        question: str
+        citations: list[dict] = []  # as returned by /api/ask (only "id", else "section", is read)
+
     class AskBody(BaseModel):
         question: str
         lang: str = "auto"
         k: int = 5
         mode: str = "hybrid"
         chapters: list[str] | None = None
+        history: list[Turn] = []  # the previous turns, oldest first
 
     routes = {"/api/search": "GET", "/api/ask": "POST", "/api/health": "GET"}
 
@@ -545,7 +548,9 @@ def build_api(r: Retriever):
 
     @app.post("/api/ask", summary="Answer with cited quotes (the `rag ask --json` object)")
     def ask(body: AskBody):
-        return answer(body.question, r, lang=body.lang, k=body.k, mode=body.mode, chapters=body.chapters).to_dict()
+        history = [t.model_dump() for t in body.history]
+        return answer(body.question, r, lang=body.lang, k=body.k, mode=body.mode, chapters=body.chapters,
+                      history=history).to_dict()
 
     @app.get("/api/health", summary="Index information")
     def health():

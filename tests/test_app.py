@@ -26,6 +26,11 @@ def test_http_api(server):
     status, ans = http(u + "/api/ask", {"question": "What is negative transfer?", "lang": "auto", "k": 5})
     assert status == 200 and ans["language"] == "en" and ans["citations"][0]["section"] == "10.14"
     assert ans["citations"][0]["original"]["lang"] == "zh"
+    # a follow-up with the previous turn as history (the /api/ask object, or just its question)
+    status, first = http(u + "/api/ask", {"question": "端到端深度学习是什么？"})
+    for turn in (first, {"question": "端到端深度学习是什么？"}):
+        status, ans = http(u + "/api/ask", {"question": "它的缺点呢？", "history": [turn]})
+        assert status == 200 and ans["citations"][0]["section"] == "10.13"
     status, health = http(u + "/api/health")
     assert status == 200 and health["sections"] == 15 and health["encoder"]["id"] == "use-multilingual-v3"
     assert set(health["corpus"]) >= {"ch10_transfer_learning.zh.md", "ch10_transfer_learning.en.md"}
@@ -114,12 +119,11 @@ def test_chat_keeps_messages_and_passes_the_conversation(retriever, monkeypatch)
 
     seen = []
 
-    def answer_with_history(question, r, history=(), **kw):  # as answer() will be once it takes follow-ups
+    def answer_with_history(question, r, history=(), **kw):
         seen.append(list(history))
-        return answer(question, r, **kw)
+        return answer(question, r, history=history, **kw)
 
     monkeypatch.setattr(rag.app, "answer", answer_with_history)
-    monkeypatch.setattr(rag.app, "TAKES_HISTORY", True)
     panel = SourcePanel(retriever)
     store, m1 = ask_in_chat(panel, "什么是负迁移？", {})
     store, m2 = ask_in_chat(panel, "产生的原因呢？", store)
@@ -130,6 +134,13 @@ def test_chat_keeps_messages_and_passes_the_conversation(retriever, monkeypatch)
     assert len(store["chat"]) == 4 and list(store["meta"]) == [m1, m2]
     store, none = ask_in_chat(panel, "   ", store)
     assert none is None and "empty" in store["chat"][-1]["content"] and len(store["meta"]) == 2
+    # a follow-up in the chat follows the previous turn (answer() resolves it against the history)
+    store, _ = ask_in_chat(panel, "端到端深度学习是什么？", {})
+    store, m = ask_in_chat(panel, "它的缺点呢？", store)
+    assert store["meta"][m]["cited"][:1] == ["ch10/10.13"]
+    # a question in another language is told what to do (not "the chapter does not cover this")
+    store, _ = ask_in_chat(panel, "転移学習とは何ですか", {})
+    assert "Please ask in Chinese or English" in store["chat"][-1]["content"]
 
 
 def test_marks_keep_markdown_structure_and_escape_html():
