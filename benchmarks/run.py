@@ -98,9 +98,7 @@ def bench_book(index: Path | None = None, repeat: int = 3):
             run_cli("ask", q, "--index", str(index))
             walls = [run_cli("ask", q, "--index", str(index))[0] for _ in range(repeat)]
             cold[name] = {"median_s": round(statistics.median(walls), 3), "min_s": round(min(walls), 3)}
-        warm = bench_warm(index, [REPO / "eval" / f"book_questions_part{i}.jsonl" for i in (1, 2)]
-                          if not (REPO / "eval" / "book_questions.jsonl").is_file()
-                          else [REPO / "eval" / "book_questions.jsonl"])
+        warm = bench_warm(index, [REPO / "eval" / "book_questions.jsonl"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"build": build, "index_mb": round(size / 2**20, 1), "cold": cold, "warm": warm}

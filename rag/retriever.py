@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -12,13 +11,13 @@ from .dedup import neighbours
 from .glossary import translations
 from .text import normalize
 from .embedding import Encoder, load_encoder
+from .lang import detect_language
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
 from .types import Hit, RagError, StaleIndexError
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
 MAX_K = 100
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 # Fusion, by question language. A chunk scores DENSE_WEIGHT * cosine + the rest * BM25 (divided
 # by the query's top BM25 score); a section scores the weighted sum of its best chunk, its best
@@ -30,13 +29,8 @@ DENSE_WEIGHT = {"zh": 0.3, "en": 0.4}
 # A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
 CROSS_LINGUAL_DENSE_WEIGHT = 0.8
-TITLE_WEIGHT = {"zh": 0.4, "en": 0.4}
+TITLE_WEIGHT = {"zh": 0.4, "en": 0.2}
 TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
-
-def detect_language(text: str) -> str:
-    """'zh' if the text has Chinese characters, else 'en'."""
-    return "zh" if _CJK.search(text) else "en"
-
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
     """Validate search arguments; return the stripped query or raise RagError saying what to fix."""
@@ -66,6 +60,9 @@ class Retriever:
             keys.setdefault(sec.key, len(keys))
         self.section_keys = list(keys)
         self.section_index = keys  # qualified id -> position in section_keys
+        # The chapter filter's ids (the qualified ids' "chNN/" prefix), in index order.
+        self._section_chapter = np.array([k.split("/", 1)[0] for k in self.section_keys])
+        self.chapters = list(dict.fromkeys(self._section_chapter.tolist()))
         self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
         # Title rows: every section's title, then the English title (toc.en.tsv) of those that have one.
         with_en = [s for s in index.sections if s.title_en]
@@ -110,28 +107,53 @@ class Retriever:
             index = load_index(index_dir)
         return cls(index, encoder)
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'."""
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", chapters=None) -> list[Hit]:
+        """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'.
+
+        `chapters` (e.g. ["ch05", "ch10"]) limits the search to those chapters; None searches all.
+        """
         query = check_query(query, k, mode)
-        chunk_scores, section_scores = self.scores(query, mode)
+        chunk_scores, section_scores = self.scores(query, mode, chapters=chapters)
         return self.hits(chunk_scores, section_scores, k)
 
     def embed(self, query: str) -> np.ndarray:
         """The query's unit vector (one row)."""
         return self.encoder.encode([query])
 
-    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys)."""
+    def chapter_mask(self, chapters) -> np.ndarray | None:
+        """Which sections (indexed like section_keys) lie in the given chapters; None for no filter."""
+        if chapters is None:
+            return None
+        if isinstance(chapters, str) or not all(isinstance(c, str) for c in chapters):
+            raise RagError(f"chapters must be a list of chapter ids like ['ch05'], not {chapters!r}.")
+        unknown = [c for c in chapters if c not in self.chapters]
+        if unknown or not chapters:
+            raise RagError(f"unknown chapter {', '.join(map(repr, unknown)) or '(none given)'}; "
+                           f"choose from: {', '.join(self.chapters)}.")
+        return np.isin(self._section_chapter, list(chapters))
+
+    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None,
+               chapters=None) -> tuple[np.ndarray, np.ndarray]:
+        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys).
+
+        Sections outside `chapters` (when given) score 0, and so do their chunks.
+        """
+        in_chapters = self.chapter_mask(chapters)
         lang = detect_language(query)
         dense = DENSE_WEIGHT[lang] if not self._cross[lang] else CROSS_LINGUAL_DENSE_WEIGHT
         # With chapters matched cross-lingually beside own-language ones, every chunk is scored the
         # cross-lingual way, so that the scores of both kinds compare.
-        return self.fuse(self.components(query, mode, qv), lang, mode,
-                         dense, TITLE_WEIGHT[lang], TITLE_EN_LEXICAL_WEIGHT[lang])
+        chunk, section = self.fuse(self.components(query, mode, qv), lang, mode,
+                                   dense, TITLE_WEIGHT[lang], TITLE_EN_LEXICAL_WEIGHT[lang])
+        if in_chapters is not None:
+            section = section * in_chapters
+            chunk = chunk * in_chapters[self._chunk_section]
+        return chunk, section
 
     def components(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each score of the fusion, in [0, 1]: per chunk `dense` and `lexical`, per section `title`
-        (best title row) and `title_en_lexical` (BM25 over the English titles); a mode gets its own."""
+        (best title row) and, for an English question where the corpus has English titles,
+        `title_en_lexical` (BM25 over them); a mode gets its own."""
         n = len(self.chunks)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
@@ -158,10 +180,10 @@ class Retriever:
                     if other != lang:
                         lexical[ids] = _scaled(scorer.scores(cross_tokens))
             out["lexical"] = lexical * chunk_mask
-            title_lex = np.zeros(len(self.section_keys), dtype=np.float32)
-            if self.index.bm25_titles_en is not None and lang == "en":
+            if self.index.bm25_titles_en is not None and lang == "en":  # only where there are English titles
+                title_lex = np.zeros(len(self.section_keys), dtype=np.float32)
                 np.maximum.at(title_lex, self._title_en_section, _scaled(self.index.bm25_titles_en.scores(tokens)))
-            out["title_en_lexical"] = title_lex
+                out["title_en_lexical"] = title_lex
         return out
 
     def fuse(self, parts: dict[str, np.ndarray], lang: str, mode: str, dense: float, title: float,

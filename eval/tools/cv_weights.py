@@ -4,23 +4,26 @@ One parameter set for the whole book and the bundled chapter, per question langu
 share of a chunk's score (own-language text, and cross-lingual when some chapters lack the
 question's language), the weight of the best title row (titles and English TOC titles) and of
 BM25 over the English titles. Questions: the dev split of eval/questions.jsonl (scored on the
-chapter's index) and the dev split of the book's questions (scored on a whole-book index), pooled.
+chapter's index, copies of a heading included) and the dev split of the book's questions
+(scored on a whole-book index); follow-ups (history) are left out.
 The objective is hit@1 + 0.5 * MRR@10 averaged per set, then over the two sets, with a
 near-duplicate of a gold section counted as gold and the ranking collapsed as a search shows it
 (a section's near-duplicates are not listed after it).
 
     python eval/tools/cv_weights.py --book-index /tmp/book-index [--chapter-index index] [--folds 5]
+    python eval/tools/cv_weights.py --book-index /tmp/book-index --without-heading-copies
     python eval/tools/cv_weights.py --book-index /tmp/book-index --test [--chapter-in-book-index DIR]
+
+The shipped weights take English from the first fit and Chinese from the second (see README,
+"Retrieval over the whole book", for the figures and the disclosure).
 
 `--test` scores the test splits once with the weights in rag/retriever.py: hit@1 and MRR@10 with
 95 % bootstrap intervals for the book (zh; en on chapters with English text, ch01-04; en on the
 others) and for the chapter, alone and (with --chapter-in-book-index, an index of the book plus
 the chapter's files renamed `proj_transfer_learning.{zh,en}.md`) inside the whole book.
 
-Prints each fold's choice and held-out score, the CV score (held-out hit@1 per set and
-language) and the weights fitted on all dev questions. Book questions come from
-eval/book_questions.jsonl when it carries a dev/test split, else from
-eval/book_questions_part1/2.jsonl split as the research prototype did (seed 11, 60 % dev per language).
+Prints each fold's choice, the CV score (held-out hit@1 per set and language) and the weights
+fitted on all dev questions. Book questions: eval/book_questions.jsonl with its dev/test split.
 """
 
 from __future__ import annotations
@@ -49,24 +52,9 @@ SEED = 11
 
 
 def book_questions(repo: Path = REPO) -> list[dict]:
-    one = repo / "eval" / "book_questions.jsonl"
-    if one.is_file():
-        qs = read_questions(one)
-        raw = [json.loads(line) for line in one.read_text(encoding="utf-8").splitlines() if line.strip()]
-        split = {r["id"]: r.get("split") for r in raw}
-        if all(split.values()):
-            return [{**q, "split": split[q["id"]]} for q in qs]
-    qs = []
-    for name in ("book_questions_part1.jsonl", "book_questions_part2.jsonl"):
-        qs += read_questions(repo / "eval" / name)
-    rng = random.Random(SEED)
-    for lang in ("zh", "en"):
-        group = sorted((q for q in qs if q["lang"] == lang), key=lambda q: q["id"])
-        rng.shuffle(group)
-        cut = round(0.6 * len(group))
-        for i, q in enumerate(group):
-            q["split"] = "dev" if i < cut else "test"
-    return qs
+    path = repo / "eval" / "book_questions.jsonl"
+    raw = {r["id"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    return [{**q, "split": raw[q["id"]].get("split")} for q in read_questions(path)]
 
 
 def chapter_questions(repo: Path = REPO) -> list[dict]:
@@ -83,7 +71,8 @@ class Cached:
         bad = [q["id"] for q in questions if any("/" in s and s not in known for s in q["relevant"])]
         if bad:
             print(f"{set_name}: skipping {len(bad)} questions whose gold id is not a section: {bad}", file=sys.stderr)
-        questions = [q for q in questions if q["id"] not in bad]
+        # Standalone questions only (a follow-up needs its history); copies of a heading are a set of their own.
+        questions = [q for q in questions if q["id"] not in bad and not q.get("history")]
         qs = with_duplicates(resolve_relevant(questions, r.section_keys), r.duplicates)
         self.r = r
         self.items = []
@@ -115,7 +104,7 @@ class Cached:
 
 def objective(items, w) -> float:
     """hit@1 + 0.5 * MRR@10, averaged per set, then over the sets (each set counts the same, so the
-    chapter's 33 questions a language are not outweighed by the book's 100+)."""
+    chapter's ~25 questions a language are not outweighed by the book's 100+)."""
     per_set: dict[str, list[float]] = {}
     for c, it in items:
         h, m = c.rank_scores(it, w)
@@ -151,10 +140,13 @@ def interval(values: list[float], n: int = 2000) -> list[float]:
 def test_report(args) -> dict:
     book = [q for q in book_questions() if q["split"] == "test"]
     chapter = [q for q in chapter_questions() if q["split"] == "test"]
+    chapter_r = Retriever.load(args.chapter_index)
     sets = [("book", Retriever.load(args.book_index), book),
-            ("chapter alone", Retriever.load(args.chapter_index), chapter)]
+            ("chapter alone", chapter_r, [q for q in chapter if not q.get("heading_copy")]),
+            ("chapter heading copies", chapter_r, [q for q in chapter if q.get("heading_copy")])]
     if args.chapter_in_book_index:
-        moved = [{**q, "relevant": ["proj_transfer_learning/" + s.split("/")[-1] for s in q["relevant"]]} for q in chapter]
+        moved = [{**q, "relevant": ["proj_transfer_learning/" + s.split("/")[-1] for s in q["relevant"]]} for q in chapter
+                 if not q.get("heading_copy")]
         sets.append(("chapter in book", Retriever.load(args.chapter_in_book_index), moved))
     out = {}
     for name, r, qs in sets:
@@ -179,6 +171,8 @@ def main(argv=None) -> None:
     ap.add_argument("--book-index", required=True)
     ap.add_argument("--chapter-index", default=str(REPO / "index"))
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--without-heading-copies", action="store_true",
+                    help="leave the chapter's copies of a heading out of its dev set (the fit the zh weights come from)")
     ap.add_argument("--test", action="store_true", help="score the test splits with the shipped weights")
     ap.add_argument("--chapter-in-book-index", help="with --test: the book plus the chapter in one index")
     args = ap.parse_args(argv)
@@ -186,7 +180,11 @@ def main(argv=None) -> None:
         print(json.dumps(test_report(args), indent=1))
         return
 
-    caches = [Cached(Retriever.load(args.chapter_index), [q for q in chapter_questions() if q["split"] == "dev"], "chapter"),
+    chapter_r = Retriever.load(args.chapter_index)
+    chapter_dev = [q for q in chapter_questions() if q["split"] == "dev"]
+    if args.without_heading_copies:
+        chapter_dev = [q for q in chapter_dev if not q.get("heading_copy")]
+    caches = [Cached(chapter_r, chapter_dev, "chapter"),
               Cached(Retriever.load(args.book_index), [q for q in book_questions() if q["split"] == "dev"], "book")]
     result = {}
     for lang in ("zh", "en"):
