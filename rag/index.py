@@ -252,8 +252,9 @@ class LoadedIndex:
     bm25_titles_en: BM25Scorer | None  # over the same English titles
     duplicates: list[list[str]]  # pairs of near-duplicate sections (qualified ids)
 
-    @property
+    @cached_property
     def corpus_dir(self) -> Path:
+        """The corpus directory (resolved once: answers ask for it once per sentence)."""
         return (self.path.resolve().parent / self.manifest["corpus_dir"]).resolve()
 
     def lang_of(self, source: str) -> str:
