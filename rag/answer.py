@@ -133,9 +133,9 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
     r = retriever or default_retriever()
     qlang = detect_language(question)
     alang = qlang if lang == "auto" else lang
-    qv = r.embed(question)
-    chunk_scores, section_scores = r.scores(question, mode, qv=qv)
-    hits = r.hits(chunk_scores, section_scores, k)
+    found = r.retrieve(question, k, mode)
+    hits, section_scores = found.hits, found.section_scores
+    qv = found.query_vector if found.query_vector is not None else r.embed(question)
     if not hits or coverage(question, r) < MIN_COVERAGE[qlang]:
         return _abstain(question, alang, hits, r)
 

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default=None, help="sentence-transformers model path or packaged name "
                    "(default: the bundled multilingual USE)")
     b.add_argument("--index-type", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32")
+    b.add_argument("--store", default="faiss", help="where the vectors and BM25 postings are served from: faiss "
+                   "(default, in the index directory), qdrant:PATH (embedded Qdrant) or qdrant:http://HOST:6333")
     b.add_argument("--quiet", action="store_true", help="no progress output")
 
     s = sub.add_parser("search", help="retrieve the best sections for a question")
@@ -85,7 +87,8 @@ def _build(args) -> int:
     from .embedding import load_encoder
     from .index import build_index
 
-    m = build_index(args.corpus, args.index, load_encoder(args.model), args.index_type, progress=not args.quiet)
+    m = build_index(args.corpus, args.index, load_encoder(args.model), args.index_type, progress=not args.quiet,
+                    store=args.store)
     if not args.quiet:
         print(f"built {args.index}: {m['counts']['chunks']} chunks in {m['counts']['sections']} sections "
               f"from {len(m['corpus'])} file(s), encoder {m['encoder']['id']}")

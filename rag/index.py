@@ -122,13 +122,19 @@ def read_sentences(sections: list[Section], files: dict, texts: dict[str, str]) 
 
 def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
                 encoder: Encoder | None = None, index_type: str = "Flat",
-                max_chars: int = MAX_CHARS, progress: bool = False) -> dict:
-    """Chunk, embed and index a corpus directory into index_dir; return the manifest."""
+                max_chars: int = MAX_CHARS, progress: bool = False, store: str = "faiss") -> dict:
+    """Chunk, embed and index a corpus directory into index_dir; return the manifest.
+
+    store: 'faiss' (default), or 'qdrant:PATH' / 'qdrant:http://HOST:6333' to also serve the
+    chunks from Qdrant (see store.py); the manifest records which.
+    """
     import faiss
 
     from .embedding import load_encoder
+    from .store import parse_spec
 
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    store_kind, store_location = parse_spec(store)
     sections, chunks, files, file_texts = read_corpus(corpus_dir, max_chars)
     encoder = encoder or load_encoder()
     texts = [embedding_text(c) for c in chunks]
@@ -164,13 +170,18 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             shutil.copyfile(glossary_path, tmp / GLOSSARY_FILE)
         # One BM25 index per language: length normalization and IDF stay those of the text a
         # question is matched against (measured: +6 points hit@1 for Chinese questions).
+        tokens = [tokenize(t) for t in texts]
         for lang in sorted({c.lang for c in chunks}):
-            build_bm25([tokenize(t) for c, t in zip(chunks, texts) if c.lang == lang], tmp / "bm25" / lang)
+            build_bm25([toks for c, toks in zip(chunks, tokens) if c.lang == lang], tmp / "bm25" / lang)
+        store_record = {"kind": "faiss"}
+        if store_kind == "qdrant":
+            store_record = _create_qdrant(store_location, index_dir, tmp, chunks, vectors, tokens)
         manifest = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
             "encoder": {"id": encoder.id, "dim": int(vectors.shape[1])},
             "index_type": index_type,
+            "store": store_record,
             "chunking": {"max_chars": max_chars},
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
             "corpus": {**files, **({GLOSSARY_FILE: {"sha256": _sha256(glossary_path.read_bytes()), "lang": "glossary"}}
@@ -187,6 +198,24 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         raise
     log.info("built %s: %d chunks in %d sections", index_dir, len(chunks), manifest["counts"]["sections"])
     return manifest
+
+
+def _create_qdrant(location: str, index_dir: Path, tmp: Path, chunks: list[Chunk], vectors: np.ndarray,
+                   tokens: list[list[str]]) -> dict:
+    """Write the chunks to Qdrant; a local path is recorded relative to the index's parent."""
+    from .store import _is_url, create_qdrant
+
+    if not _is_url(location):
+        location = os.path.relpath(Path(location).resolve(), index_dir.resolve().parent)
+        where = str((index_dir.resolve().parent / location).resolve())
+    else:
+        where = location
+    vocabs = {p.name: json.loads((p / "vocab.index.json").read_text(encoding="utf-8"))
+              for p in sorted((tmp / "bm25").iterdir())}
+    params = json.loads((tmp / "bm25" / next(iter(vocabs)) / "params.index.json").read_text(encoding="utf-8"))
+    record = create_qdrant(where, index_dir, chunks, vectors, tokens, vocabs, params["k1"], params["b"],
+                           [chapter_of(c.source) for c in chunks])
+    return {**record, "location": location}
 
 
 def _encode_all(encoder: Encoder, texts: list[str], progress: bool, batch: int = 32) -> np.ndarray:

@@ -1,9 +1,20 @@
-"""Retriever: dense (FAISS) + lexical (BM25) search, fused by the question's language, per section."""
+"""Retriever: dense + lexical (BM25) search, fused by the question's language, per section.
+
+Candidate retrieval: each scorer (dense vectors, BM25 per language, section titles) gives its
+top-N candidates from the store (see store.py); only those are fused. Scores below a scorer's
+candidate cut are unknown but bounded by the cut, so after fusing, the top k sections are
+checked against the best score anything outside the candidates could reach (a threshold
+algorithm). If the check fails, N grows fourfold and the search repeats; once N covers the
+corpus the lists are complete. The ranking is therefore the one a full scan gives (a test
+compares them over the whole question set), at a cost that grows with N and the postings of
+the query's words, not with the corpus.
+"""
 
 from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +22,7 @@ import numpy as np
 from .glossary import translations
 from .embedding import Encoder, load_encoder
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, chapter_of, load_index, read_manifest
+from .store import Store, open_store, store_spec
 from .types import Hit, RagError, StaleIndexError
 
 MODES = ("hybrid", "dense", "lexical")
@@ -26,6 +38,21 @@ TITLE_WEIGHT = 0.4
 # A question in a language the corpus has no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
 CROSS_LINGUAL_DENSE_WEIGHT = 0.9
+# Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
+CANDIDATES = 100
+CANDIDATES_PER_HIT = 10
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One search: the hits, every section's score (indexed like Retriever.section_keys; sections
+    outside the candidates score 0), the query vector (None in lexical mode) and its language."""
+
+    hits: list[Hit]
+    section_scores: np.ndarray
+    query_vector: np.ndarray | None
+    language: str
+    candidates: int  # chunks scored (the union of the scorers' candidates, last round)
 
 
 def detect_language(text: str) -> str:
@@ -51,7 +78,7 @@ def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
 class Retriever:
     """Searches an index directory; `search` returns one Hit per section, best first."""
 
-    def __init__(self, index: LoadedIndex, encoder: Encoder):
+    def __init__(self, index: LoadedIndex, encoder: Encoder, store: Store | None = None):
         self.index = index
         self.encoder = encoder
         self.chunks = index.chunks
@@ -65,11 +92,21 @@ class Retriever:
         self._title_section = np.array([keys[(s["chapter"], s["id"])] for s in index.sections])
         chunk_langs = np.array([c.lang for c in self.chunks])
         title_langs = np.array([index.lang_of(s["source"]) for s in index.sections])
+        self.store: Store = store if store is not None else open_store(index)
+        self.candidates = CANDIDATES
+        self._chunk_lang = chunk_langs
         # A question is matched against text in its own language when the corpus has some
         # (a translation beside the original); otherwise against everything, cross-lingually.
-        self._lexical = {lang: (scorer, np.flatnonzero(chunk_langs == lang)) for lang, scorer in index.bm25.items()}
         self._masks = {lang: ((chunk_langs == lang) | ~np.any(chunk_langs == lang),
                               (title_langs == lang) | ~np.any(title_langs == lang)) for lang in ("zh", "en")}
+        # Title rows of each section (CSR) and its first chunk (what a section without a scored
+        # chunk shows, as a full scan's stable sort would).
+        order = np.argsort(self._title_section, kind="stable")
+        bounds = np.searchsorted(self._title_section[order], np.arange(len(self.section_keys) + 1))
+        self._title_rows, self._title_starts, self._title_ends = order, bounds[:-1], bounds[1:]
+        self._first_chunk = np.full(len(self.section_keys), -1, dtype=np.int64)
+        present, first = np.unique(self._chunk_section, return_index=True)
+        self._first_chunk[present] = first
 
     @classmethod
     def load(cls, index_dir: str | Path = DEFAULT_INDEX, rebuild: bool = False) -> "Retriever":
@@ -85,68 +122,147 @@ class Retriever:
             print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
             corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
             build_index(corpus, index_dir, encoder, manifest["index_type"],
-                        manifest["chunking"]["max_chars"], progress=True)
+                        manifest["chunking"]["max_chars"], progress=True, store=store_spec(manifest, index_dir))
             index = load_index(index_dir)
         return cls(index, encoder)
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'."""
+        return self.retrieve(query, k, mode).hits
+
+    def retrieve(self, query: str, k: int = 5, mode: str = "hybrid", qv: np.ndarray | None = None) -> Retrieval:
+        """Search once and keep what an answer needs: hits, section scores, the query vector."""
         query = check_query(query, k, mode)
-        chunk_scores, section_scores = self.scores(query, mode)
-        return self.hits(chunk_scores, section_scores, k)
+        chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, k, qv)
+        full = np.zeros(len(self.section_keys), dtype=np.float32)
+        full[sections] = section_scores
+        hits = []
+        for sec, score, best in zip(sections[:k], section_scores[:k], self._best_chunks(sections[:k], chunks, chunk_scores)):
+            if score <= 0:
+                break
+            c = self.chunks[best]
+            hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(score), 6),
+                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id))
+        return Retrieval(hits, full, qv, lang, len(chunks))
 
     def embed(self, query: str) -> np.ndarray:
         """The query's unit vector (one row)."""
         return self.encoder.encode([query])
 
-    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys)."""
-        n = len(self.chunks)
+    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys).
+
+        Chunks and sections outside the candidates of a search for the k best score 0.
+        """
+        chunks, chunk_scores, sections, section_scores, _, _ = self._rank(query, mode, k, qv)
+        chunk = np.zeros(len(self.chunks), dtype=np.float32)
+        chunk[chunks] = chunk_scores
+        section = np.zeros(len(self.section_keys), dtype=np.float32)
+        section[sections] = section_scores
+        return chunk, section
+
+    def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None):
+        """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first."""
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
-        same_language = lang in self._lexical
-        title = None
-        if mode in ("hybrid", "dense"):
+        same_language = lang in self.store.languages
+        use_dense, use_lexical = mode in ("hybrid", "dense"), mode != "dense"
+        w = DENSE_WEIGHT[lang] if same_language else CROSS_LINGUAL_DENSE_WEIGHT
+        wd, wl = {"hybrid": (w, 1.0 - w), "dense": (1.0, 0.0), "lexical": (0.0, 1.0)}[mode]
+        if use_dense:
             qv = self.embed(query) if qv is None else qv
-            sims, ids = self.index.vectors.search(qv, n)
-            dense = np.zeros(n, dtype=np.float32)
-            ok = ids[0] >= 0
-            dense[ids[0][ok]] = np.clip(sims[0][ok], 0.0, 1.0)
-            title = np.zeros(len(self.section_keys), dtype=np.float32)
-            np.maximum.at(title, self._title_section, np.clip(self.index.titles @ qv[0], 0.0, 1.0) * title_mask)
-        if mode != "dense":
+        if use_lexical:
             tokens = self.index.tokenize(query)
             if not same_language:
                 tokens += self.index.tokenize(" ".join(translations(query, self.index.glossary)))
-            lexical = np.zeros(n, dtype=np.float32)
-            for scorer, ids in ([self._lexical[lang]] if same_language else self._lexical.values()):
-                lexical[ids] = scorer.scores(tokens)
-            top = float(lexical.max()) if n else 0.0
-            lexical = lexical / top if top > 0 else lexical
-        if mode == "dense":
-            chunk = dense
-        elif mode == "lexical":
-            chunk = lexical
-        else:
-            w = DENSE_WEIGHT[lang] if same_language else CROSS_LINGUAL_DENSE_WEIGHT
-            chunk = w * dense + (1.0 - w) * lexical
-        chunk = chunk * chunk_mask
-        section = np.zeros(len(self.section_keys), dtype=np.float32)
-        np.maximum.at(section, self._chunk_section, chunk)
-        if title is not None:
-            section = (section + TITLE_WEIGHT * title) / (1.0 + TITLE_WEIGHT)
-        return chunk, section
+            lexical_langs = [lang] if same_language else list(self.store.languages)
+        n_all = max(len(self.chunks), len(self.index.sections))
+        n = max(self.candidates, CANDIDATES_PER_HIT * k)
+        while True:
+            lists, d_cut, l_cut, top = [], 0.0, 0.0, 0.0
+            if use_dense:
+                dense_top = self.store.dense(qv, n)
+                lists.append(dense_top.ids)
+                d_cut = min(max(dense_top.cut, 0.0), 1.0)
+            if use_lexical:
+                lexical_top = {l: self.store.lexical(l, tokens, n) for l in lexical_langs}
+                lists += [r.ids for r in lexical_top.values()]
+                top = max((float(r.scores[0]) for r in lexical_top.values() if len(r.scores)), default=0.0)
+                l_cut = max(r.cut for r in lexical_top.values()) / top if top > 0 else 0.0
+            chunks = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
+            fused = np.zeros(len(chunks), dtype=np.float32)
+            if use_dense:
+                fused += wd * np.clip(self._complete(chunks, dense_top, lambda ids: self.store.dense_scores(qv, ids)), 0.0, 1.0)
+            if use_lexical and top > 0:
+                lexical = np.zeros(len(chunks), dtype=np.float32)
+                for l, ranked in lexical_top.items():
+                    sel = np.flatnonzero(self._chunk_lang[chunks] == l)
+                    lexical[sel] = self._complete(chunks[sel], ranked, lambda ids: self.store.lexical_scores(l, tokens, ids))
+                fused += wl * (lexical / top)
+            fused *= chunk_mask[chunks]
+            chunk_bound = wd * d_cut + wl * l_cut  # no chunk outside the candidates scores more
 
-    def hits(self, chunk_scores: np.ndarray, section_scores: np.ndarray, k: int) -> list[Hit]:
-        """The k best sections with evidence (score > 0), each shown by its best chunk."""
-        best: dict[int, int] = {}
-        for i in np.argsort(-chunk_scores, kind="stable"):
-            best.setdefault(int(self._chunk_section[i]), int(i))
-        hits = []
-        for sec in np.argsort(-section_scores, kind="stable")[:k]:
-            if section_scores[sec] <= 0:
-                break
-            c = self.chunks[best[int(sec)]]
-            hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(section_scores[sec]), 6),
-                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id))
-        return hits
+            sections, inverse = np.unique(self._chunk_section[chunks], return_inverse=True)
+            if use_dense:
+                title_top = self.store.titles(qv, n)
+                t_cut = min(max(title_top.cut, 0.0), 1.0)
+                sections = np.union1d(sections, self._title_section[title_top.ids])
+            best = np.zeros(len(sections), dtype=np.float32)
+            np.maximum.at(best, np.searchsorted(sections, self._chunk_section[chunks]), fused)
+            upper = np.maximum(best, chunk_bound)
+            if use_dense:
+                title = self._title_scores(qv, sections, title_mask)
+                score = (best + TITLE_WEIGHT * title) / (1.0 + TITLE_WEIGHT)
+                upper = (upper + TITLE_WEIGHT * title) / (1.0 + TITLE_WEIGHT)
+                outside = (chunk_bound + TITLE_WEIGHT * t_cut) / (1.0 + TITLE_WEIGHT)
+            else:
+                score, outside = best, chunk_bound
+            order = np.lexsort((sections, -score))
+            sections, score, upper, best = sections[order], score[order], upper[order], best[order]
+            # Exact when each of the top sections has its best chunk among the candidates and
+            # nothing else can reach the k-th score (with fewer than k hits: score above 0).
+            head = min(k, int(np.sum(score > 0)))
+            rest = max(float(upper[head:].max(initial=0.0)), outside)
+            if head:
+                exact = (chunk_bound == 0 or bool(np.all(best[:head] > chunk_bound))) and rest < score[head - 1]
+            else:
+                exact = rest <= 0
+            if exact or n >= n_all:
+                return chunks, fused, sections, score, qv, lang
+            n *= 4
+
+    @staticmethod
+    def _complete(chunks: np.ndarray, ranked, fetch) -> np.ndarray:
+        """Scores of chunks: from the ranked list where listed, else fetched from the store."""
+        out = np.zeros(len(chunks), dtype=np.float32)
+        order = np.argsort(ranked.ids)
+        listed_ids, listed_scores = ranked.ids[order], ranked.scores[order]
+        pos = np.clip(np.searchsorted(listed_ids, chunks), 0, max(len(listed_ids) - 1, 0))
+        known = listed_ids[pos] == chunks if len(listed_ids) else np.zeros(len(chunks), bool)
+        out[known] = listed_scores[pos[known]]
+        if not ranked.complete and not known.all():
+            out[~known] = fetch(chunks[~known])
+        return out
+
+    def _title_scores(self, qv: np.ndarray, sections: np.ndarray, title_mask: np.ndarray) -> np.ndarray:
+        """Each section's best title similarity (over its titles in the question's language)."""
+        starts, ends = self._title_starts[sections], self._title_ends[sections]
+        lens = ends - starts
+        idx = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+        rows = self._title_rows[idx]
+        sims = np.clip(self.store.title_scores(qv, rows), 0.0, 1.0) * title_mask[rows]
+        out = np.zeros(len(sections), dtype=np.float32)
+        np.maximum.at(out, np.repeat(np.arange(len(sections)), lens), sims)
+        return out
+
+    def _best_chunks(self, sections: np.ndarray, chunks: np.ndarray, chunk_scores: np.ndarray) -> list[int]:
+        """The chunk each section is shown by: its best-scoring candidate (ties: the first), else its first chunk."""
+        out = []
+        own = self._chunk_section[chunks]
+        for sec in sections:
+            mine = np.flatnonzero(own == sec)
+            if len(mine) and chunk_scores[mine].max() > 0:
+                out.append(int(chunks[mine[np.argmax(chunk_scores[mine])]]))
+            else:
+                out.append(int(self._first_chunk[sec]))
+        return out
