@@ -223,10 +223,8 @@ class Retriever:
             # nothing else can reach the k-th score (with fewer than k hits: score above 0).
             head = min(k, int(np.sum(score > 0)))
             rest = max(float(upper[head:].max(initial=0.0)), outside)
-            if head:
-                exact = (chunk_bound == 0 or bool(np.all(best[:head] > chunk_bound))) and rest < score[head - 1]
-            else:
-                exact = rest <= 0
+            exact = (chunk_bound == 0 or bool(np.all(best[:head] > chunk_bound))) and \
+                (rest < score[head - 1] if head == k else rest <= 0)
             if exact or n >= n_all:
                 return chunks, fused, sections, score, qv, lang
             n *= 4

@@ -1,0 +1,137 @@
+"""Candidate retrieval ranks exactly like a full scan of every chunk.
+
+`full_scan` is the retriever's scoring before candidate retrieval (every chunk from FAISS, BM25
+over every chunk), kept here as the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rag.retriever as retriever_module
+from conftest import REPO, FakeEncoder
+from rag.evaluate import read_questions
+from rag.glossary import translations
+from rag.index import build_index, load_index
+from rag.retriever import (CROSS_LINGUAL_DENSE_WEIGHT, DENSE_WEIGHT, TITLE_WEIGHT, Retriever, check_query,
+                           detect_language)
+from synthetic import write_corpus
+
+QUESTIONS = [q["question"] for q in read_questions(REPO / "eval" / "questions.jsonl")]
+MODES = ("hybrid", "dense", "lexical")
+
+
+def full_scan(r: Retriever, query: str, mode: str, k: int) -> list[tuple[str, str, int, float]]:
+    """(chapter, section, shown chunk, score) of the k best sections, scoring every chunk."""
+    query = check_query(query, k, mode)
+    index, n = r.index, len(r.chunks)
+    lang = detect_language(query)
+    chunk_mask, title_mask = r._masks[lang]
+    langs = np.array([c.lang for c in r.chunks])
+    lexical_sets = {l: (s, np.flatnonzero(langs == l)) for l, s in index.bm25.items()}
+    same_language = lang in lexical_sets
+    title = None
+    if mode in ("hybrid", "dense"):
+        qv = r.embed(query)
+        sims, ids = index.vectors.search(qv, n)
+        dense = np.zeros(n, dtype=np.float32)
+        dense[ids[0]] = np.clip(sims[0], 0.0, 1.0)
+        title = np.zeros(len(r.section_keys), dtype=np.float32)
+        np.maximum.at(title, r._title_section, np.clip(index.titles @ qv[0], 0.0, 1.0) * title_mask)
+    if mode != "dense":
+        tokens = index.tokenize(query)
+        if not same_language:
+            tokens += index.tokenize(" ".join(translations(query, index.glossary)))
+        lexical = np.zeros(n, dtype=np.float32)
+        for scorer, ids in ([lexical_sets[lang]] if same_language else lexical_sets.values()):
+            lexical[ids] = scorer.scores(tokens)
+        top = float(lexical.max())
+        lexical = lexical / top if top > 0 else lexical
+    w = DENSE_WEIGHT[lang] if same_language else CROSS_LINGUAL_DENSE_WEIGHT
+    chunk = {"dense": lambda: dense, "lexical": lambda: lexical, "hybrid": lambda: w * dense + (1 - w) * lexical}[mode]()
+    chunk = chunk * chunk_mask
+    section = np.zeros(len(r.section_keys), dtype=np.float32)
+    np.maximum.at(section, r._chunk_section, chunk)
+    if title is not None:
+        section = (section + TITLE_WEIGHT * title) / (1.0 + TITLE_WEIGHT)
+    best = {}
+    for i in np.argsort(-chunk, kind="stable"):
+        best.setdefault(int(r._chunk_section[i]), int(i))
+    out = []
+    for sec in np.argsort(-section, kind="stable")[:k]:
+        if section[sec] <= 0:
+            break
+        out.append((*r.section_keys[sec], best[int(sec)], round(float(section[sec]), 6)))
+    return out
+
+
+def candidates(r: Retriever, query: str, mode: str, k: int) -> list[tuple[str, str, int, float]]:
+    return [(h.source, h.section, h.chunk, h.score) for h in r.retrieve(query, k, mode).hits]
+
+
+def same(r, got, want):
+    """Same sections in the same order, shown by the same chunks, with the same scores (to 1e-5)."""
+    assert [g[1:3] for g in got] == [w[1:3] for w in want]
+    assert [r.index.chunks[g[2]].source for g in got] == [g[0] for g in got]
+    np.testing.assert_allclose([g[3] for g in got], [w[3] for w in want], atol=1e-5)
+
+
+@pytest.fixture
+def tiny_candidates(monkeypatch):
+    """Start from one candidate per scorer, so that the threshold check has to grow the lists."""
+    monkeypatch.setattr(retriever_module, "CANDIDATES_PER_HIT", 1)
+    return 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chapter_rankings_equal_a_full_scan(retriever, mode):
+    for q in QUESTIONS:
+        same(retriever, candidates(retriever, q, mode, 10), full_scan(retriever, q, mode, 10))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chapter_rankings_equal_a_full_scan_from_one_candidate(retriever, tiny_candidates, mode):
+    saved = retriever.candidates
+    retriever.candidates = 1
+    try:
+        for q in QUESTIONS:
+            for k in (1, 5):
+                same(retriever, candidates(retriever, q, mode, k), full_scan(retriever, q, mode, k))
+    finally:
+        retriever.candidates = saved
+
+
+@pytest.fixture(scope="module")
+def synthetic_retriever(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    corpus = write_corpus(root / "corpus")
+    build_index(corpus, root / "index", FakeEncoder(), max_chars=200)
+    return Retriever(load_index(root / "index"), FakeEncoder())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_thousands_of_chunks_rank_like_a_full_scan_while_scoring_few(synthetic_retriever, mode):
+    r = synthetic_retriever
+    scored = []
+    for q in QUESTIONS:
+        same(r, candidates(r, q, mode, 5), full_scan(r, q, mode, 5))
+        scored.append(r.retrieve(q, 5, mode).candidates)
+    # the point of it: most questions are settled with a small part of the corpus
+    assert np.median(scored) < len(r.chunks) / 4, (np.median(scored), len(r.chunks))
+
+
+def test_scores_keeps_the_full_arrays(retriever):
+    chunk, section = retriever.scores("什么是负迁移？", "hybrid")
+    assert chunk.shape == (len(retriever.chunks),) and section.shape == (len(retriever.section_keys),)
+    best = retriever.section_keys[int(np.argmax(section))]
+    assert best[1] == retriever.search("什么是负迁移？", k=1)[0].section
+
+
+def test_retrieve_returns_what_an_answer_needs(retriever):
+    found = retriever.retrieve("What is negative transfer?", k=3)
+    assert found.hits == retriever.search("What is negative transfer?", k=3)
+    assert found.query_vector.shape == (1, retriever.index.vectors.d) and found.language == "en"
+    top = retriever.section_index[(found.hits[0].source.split(".")[0], found.hits[0].section)]
+    assert found.section_scores[top] == pytest.approx(found.hits[0].score, abs=1e-6)
+    assert retriever.retrieve("负迁移", k=3, mode="lexical").query_vector is None
