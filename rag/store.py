@@ -200,7 +200,7 @@ def _client(location: str):
         if location not in _clients:
             try:
                 if _is_url(location):
-                    client = QdrantClient(url=location, timeout=10)
+                    client = QdrantClient(url=location, timeout=10, check_compatibility=False)
                     client.get_collections()  # fail now, clearly, if nothing answers
                 else:
                     Path(location).mkdir(parents=True, exist_ok=True)
