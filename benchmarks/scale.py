@@ -351,7 +351,8 @@ def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool
             build_s = time.perf_counter() - t
             log(f"  {kind} built in {build_s:.1f} s")
             if "Refine" in kind:
-                ivf = faiss.downcast_index(ivf)
+                # (index_factory already returns the IndexRefine; rebinding a downcast wrapper
+                # would free the index under it)
                 ivf.k_factor = 4  # re-rank 4x the candidates with the SQ8 codes
             for nprobe in (1, 2, 4, 8, 16, 32, 64, 128, 256):
                 faiss.extract_index_ivf(ivf).nprobe = nprobe
