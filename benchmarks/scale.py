@@ -213,7 +213,7 @@ def make_retriever(corpus: Corpus, store):
     from rag.index import LoadedIndex
     from rag.lexical import Tokenizer
     from rag.retriever import Retriever
-    from rag.types import Chunk
+    from rag.types import Chunk, Section
 
     files = {}
     sections = []
@@ -221,9 +221,10 @@ def make_retriever(corpus: Corpus, store):
         f = s // SECTIONS_PER_FILE
         source = f"f{f:04d}.{corpus.sec_lang[s]}.md"
         files[source] = {"lang": str(corpus.sec_lang[s]), "sha256": ""}
-        sections.append({"chapter": f"f{f:04d}", "id": str(s), "title": "", "source": source})
-    chunks = [Chunk(id=i, section=str(i // CHUNKS_PER_SECTION), title="", source=sections[i // CHUNKS_PER_SECTION]["source"],
-                    start=0, end=0, text="", lang=str(corpus.chunk_lang[i])) for i in range(corpus.n)]
+        sections.append(Section(id=str(s), title="", source=source, start=0, end=0, chapter=f"f{f:04d}"))
+    chunks = [Chunk(id=i, section=str(i // CHUNKS_PER_SECTION), title="", source=sections[i // CHUNKS_PER_SECTION].source,
+                    start=0, end=0, text="", lang=str(corpus.chunk_lang[i]),
+                    chapter=sections[i // CHUNKS_PER_SECTION].chapter) for i in range(corpus.n)]
     lexicon = {w: 10 for w in corpus.vocab["zh"]}
     index = LoadedIndex(Path("."), {"corpus": files}, chunks, sections, None, corpus.titles, [],
                         np.zeros((0, D), np.float32), {}, Tokenizer(lexicon), [])
@@ -238,7 +239,7 @@ def time_hybrid(r, corpus: Corpus, k: int = 5, mode: str = "hybrid"):
         found = r.retrieve(text, k, mode, qv=qv)
         lat.append(time.perf_counter() - t)
         scored.append(found.candidates)
-        tops.append([h.section for h in found.hits])
+        tops.append([h.id for h in found.hits])
     return {"p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
             "median_chunks_scored": int(np.median(scored)), "max_chunks_scored": int(max(scored))}, tops
 

@@ -30,16 +30,18 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .chunking import MAX_CHARS, align_blocks, align_sentences, chunk_sections, sentence_spans
-from .corpus import file_language, find_chapters, parse_sections, read_text
+from .align import apply_pairing, attach_originals, pair_sections
+from .chunking import MAX_CHARS
+from .corpus import find_chapters, read_corpus
+from .text import normalize
 from .embedding import Encoder
 from .glossary import GLOSSARY_FILE, read_glossary
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
-from .types import Chunk, DamagedIndexError, Section, IndexMissingError, RagError, StaleIndexError
+from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Section, StaleIndexError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
@@ -48,76 +50,17 @@ _FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "sent
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """What is embedded and BM25-indexed for a chunk: its section title, then its text."""
-    return f"{chunk.title}\n{chunk.text}"
-
-
-def chapter_of(source: str) -> str:
-    """The chapter a file belongs to: its name without language suffix and extension."""
-    name = Path(source).name
-    for suffix in (".zh.md", ".en.md", ".md"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Section], list[Chunk], dict, dict]:
-    """All sections and chunks of a corpus directory, the manifest's record of its files, and their texts.
-
-    Each file is read once: its hash is of the very text that was chunked.
-    """
-    sections: list[Section] = []
-    chunks: list[Chunk] = []
-    files, texts = {}, {}
-    for path in find_chapters(corpus_dir):
-        text = texts[path.name] = read_text(path)
-        lang = file_language(path.name, text)
-        file_sections = parse_sections(text, path.name)
-        sections += file_sections
-        chunks += chunk_sections(text, file_sections, lang, first_id=len(chunks), max_chars=max_chars)
-        files[path.name] = {"sha256": _sha256(text.encode("utf-8")), "lang": lang}
-    return sections, chunks, files, texts
+    """What is embedded and BM25-indexed for a chunk: its section title, then its text, normalized."""
+    return normalize(f"{chunk.title}\n{chunk.text}")
 
 
 def _corpus_names(corpus_dir: Path) -> set[str]:
     """The files an index depends on: the chapters and the glossary."""
-    return {p.name for p in corpus_dir.glob("*.md") if p.is_file()} | \
-        ({GLOSSARY_FILE} if (corpus_dir / GLOSSARY_FILE).is_file() else set())
-
-
-def read_sentences(sections: list[Section], files: dict, texts: dict[str, str]) -> list[dict]:
-    """Every sentence of every section; a sentence of a translation carries its aligned original.
-
-    A translation (`X.en.md` beside `X.zh.md`) is aligned block by block (paragraph, list item)
-    with its original section, then sentence by sentence inside a block (see align_sentences).
-    """
-    by_key = {(chapter_of(s.source), s.id, files[s.source]["lang"]): s for s in sections}
-    out = []
-    for sec in sections:
-        lang, text = files[sec.source]["lang"], texts[sec.source]
-        spans = sentence_spans(text, sec)
-        orig_sec = by_key.get((chapter_of(sec.source), sec.id, "zh")) if lang == "en" else None
-        blocks = align_blocks(text, sec, texts[orig_sec.source], orig_sec) if orig_sec else None
-        if orig_sec and blocks is None:
-            log.warning("%s §%s: paragraphs do not line up with %s; its sentences have no original",
-                        sec.source, sec.id, orig_sec.source)
-        orig_spans = {}
-        if blocks:
-            theirs = sentence_spans(texts[orig_sec.source], orig_sec)
-            for b in range(len(blocks)):
-                ours_b = [(a, z) for a, z, n, _ in spans if n == b]
-                theirs_b = [(a, z) for a, z, n, _ in theirs if n == b]
-                if ours_b and theirs_b:
-                    orig_spans.update(zip(ours_b, align_sentences(ours_b, theirs_b)))
-        for a, z, block, item in spans:
-            rec = {"source": sec.source, "section": sec.id, "title": sec.title, "lang": lang,
-                   "start": a, "end": z, "text": text[a:z], "block": block, "item": item}
-            if (a, z) in orig_spans:
-                oa, oz = orig_spans[(a, z)]
-                rec["original"] = {"source": orig_sec.source, "section": orig_sec.id, "title": orig_sec.title,
-                                   "lang": "zh", "start": oa, "end": oz, "text": texts[orig_sec.source][oa:oz]}
-            out.append(rec)
-    return out
+    try:
+        names = {p.relative_to(corpus_dir).as_posix() for p in find_chapters(corpus_dir)}
+    except RagError:
+        names = set()
+    return names | ({GLOSSARY_FILE} if (corpus_dir / GLOSSARY_FILE).is_file() else set())
 
 
 def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
@@ -135,17 +78,20 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
 
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
     store_kind, store_location = parse_spec(store)
-    sections, chunks, files, file_texts = read_corpus(corpus_dir, max_chars)
+    corpus = read_corpus(corpus_dir, max_chars)
+    sentences, files, file_texts, report = corpus.sentences, corpus.files, corpus.texts, corpus.report
     encoder = encoder or load_encoder()
+    sentence_vectors = _encode_all(encoder, [normalize(s["text"]) for s in sentences], False)
+    titles = _encode_all(encoder, [s.title for s in corpus.sections], False)
+    pairs = pair_sections(corpus.sections, sentences, sentence_vectors, titles, report)
+    sections, chunks = apply_pairing(pairs, corpus.sections, corpus.chunks, sentences)
+    attach_originals(sentences, sentence_vectors, file_texts)
     texts = [embedding_text(c) for c in chunks]
     glossary_path = corpus_dir / GLOSSARY_FILE
     glossary = read_glossary(glossary_path)
     lexicon = make_lexicon(texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress)
-    titles = _encode_all(encoder, [s.title for s in sections], False)
-    sentences = read_sentences(sections, files, file_texts)
-    sentence_vectors = _encode_all(encoder, [s["text"] for s in sentences], False)
     index = _faiss_index(vectors, index_type)
 
     index_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -159,11 +105,11 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         faiss.write_index(index, str(tmp / "vectors.faiss"))
         with open(tmp / "sections.jsonl", "w", encoding="utf-8", newline="\n") as f:
             for sec in sections:
-                f.write(json.dumps({"chapter": chapter_of(sec.source), **asdict(sec)}, ensure_ascii=False) + "\n")
+                f.write(json.dumps(asdict(sec), ensure_ascii=False) + "\n")
         np.save(tmp / "titles.npy", titles, allow_pickle=False)
         with open(tmp / "sentences.jsonl", "w", encoding="utf-8", newline="\n") as f:
             for rec in sentences:
-                f.write(json.dumps({**rec, "tokens": tokenize(rec["text"])}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({**rec, "tokens": tokenize(normalize(rec["text"]))}, ensure_ascii=False) + "\n")
         np.save(tmp / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
         if glossary:
@@ -186,7 +132,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
             "corpus": {**files, **({GLOSSARY_FILE: {"sha256": _sha256(glossary_path.read_bytes()), "lang": "glossary"}}
                                    if glossary else {})},
-            "counts": {"sections": len({(chapter_of(s.source), s.id) for s in sections}), "chunks": len(chunks)},
+            "counts": build_counts(sections, chunks, sentences),
+            "warnings": report.to_dict(),
             "files": {p.relative_to(tmp).as_posix(): _sha256(p.read_bytes())
                       for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
@@ -214,8 +161,24 @@ def _create_qdrant(location: str, index_dir: Path, tmp: Path, chunks: list[Chunk
               for p in sorted((tmp / "bm25").iterdir())}
     params = json.loads((tmp / "bm25" / next(iter(vocabs)) / "params.index.json").read_text(encoding="utf-8"))
     record = create_qdrant(where, index_dir, chunks, vectors, tokens, vocabs, params["k1"], params["b"],
-                           [chapter_of(c.source) for c in chunks])
+                           [c.chapter for c in chunks])
     return {**record, "location": location}
+
+
+def build_counts(sections: list[Section], chunks: list[Chunk], sentences: list[dict]) -> dict:
+    """The build's figures: chapters, sections (by qualified id), chunks, sentences."""
+    return {"chapters": len({s.chapter for s in sections}), "sections": len({s.key for s in sections}),
+            "chunks": len(chunks), "sentences": len(sentences)}
+
+
+def build_report(manifest: dict) -> str:
+    """The short report `rag build` ends with: counts, then each warning kind with its first examples."""
+    c = manifest["counts"]
+    lines = [f"{c['chapters']} chapters, {c['sections']} sections, {c['chunks']} chunks, {c['sentences']} sentences"]
+    for kind, w in manifest.get("warnings", {}).items():
+        lines.append(f"warning: {w['count']} x {kind}")
+        lines += [f"  - {ex}" for ex in w["examples"]]
+    return "\n".join(lines)
 
 
 def _encode_all(encoder: Encoder, texts: list[str], progress: bool, batch: int = 32) -> np.ndarray:
@@ -286,7 +249,7 @@ class LoadedIndex:
     path: Path
     manifest: dict
     chunks: list[Chunk]
-    sections: list[dict]  # chapter, id, title, source, start, end
+    sections: list[Section]
     vectors: object  # faiss.Index
     titles: np.ndarray  # one row per entry of sections
     sentences: list[dict]
@@ -303,10 +266,9 @@ class LoadedIndex:
         """The language of a corpus file ('zh' or 'en')."""
         return self.manifest["corpus"][source]["lang"]
 
-    def find_section(self, chapter: str, section: str, lang: str) -> dict | None:
-        """A section's record in the given language, else in the original (zh), else in any language."""
-        found = {self.lang_of(s["source"]): s for s in self.sections
-                 if s["chapter"] == chapter and s["id"] == section}
+    def find_section(self, key: str, lang: str) -> Section | None:
+        """A section (by qualified id) in the given language, else in the original (zh), else in any language."""
+        found = {self.lang_of(s.source): s for s in self.sections if s.key == key}
         return found.get(lang) or found.get("zh") or next(iter(found.values()), None)
 
 
@@ -373,7 +335,7 @@ def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> Lo
         with open(index_dir / "chunks.jsonl", encoding="utf-8") as f:
             chunks = [Chunk(**json.loads(line)) for line in f]
         with open(index_dir / "sections.jsonl", encoding="utf-8") as f:
-            sections = [json.loads(line) for line in f]
+            sections = [Section(**{**rec, "parents": tuple(rec["parents"])}) for rec in map(json.loads, f)]
         titles = np.load(index_dir / "titles.npy", allow_pickle=False)
         with open(index_dir / "sentences.jsonl", encoding="utf-8") as f:
             sentences = [json.loads(line) for line in f]

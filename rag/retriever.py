@@ -6,8 +6,8 @@ candidate cut are unknown but bounded by the cut, so after fusing, the top k sec
 checked against the best score anything outside the candidates could reach (a threshold
 algorithm). If the check fails, N grows fourfold and the search repeats; once N covers the
 corpus the lists are complete. The ranking is therefore the one a full scan gives (a test
-compares them over the whole question set), at a cost that grows with N and the postings of
-the query's words, not with the corpus.
+compares them over both question sets), at a cost that grows with N and the postings of the
+query's words, not with the corpus.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .glossary import translations
+from .text import normalize
 from .embedding import Encoder, load_encoder
-from .index import DEFAULT_INDEX, LoadedIndex, build_index, chapter_of, load_index, read_manifest
+from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
 from .store import Store, open_store, store_spec
 from .types import Hit, RagError, StaleIndexError
 
@@ -82,23 +83,30 @@ class Retriever:
         self.index = index
         self.encoder = encoder
         self.chunks = index.chunks
-        # Sections are keyed by (chapter, id), so a section and its translation are one section.
-        keys: dict[tuple[str, str], int] = {}
+        # Sections are keyed by their qualified id, so a section and its translation are one section.
+        keys: dict[str, int] = {}
         for sec in index.sections:
-            keys.setdefault((sec["chapter"], sec["id"]), len(keys))
+            keys.setdefault(sec.key, len(keys))
         self.section_keys = list(keys)
-        self.section_index = keys  # (chapter, id) -> position in section_keys
-        self._chunk_section = np.array([keys[(chapter_of(c.source), c.section)] for c in self.chunks])
-        self._title_section = np.array([keys[(s["chapter"], s["id"])] for s in index.sections])
+        self.section_index = keys  # qualified id -> position in section_keys
+        self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
+        self._title_section = np.array([keys[s.key] for s in index.sections], dtype=np.int64)
         chunk_langs = np.array([c.lang for c in self.chunks])
-        title_langs = np.array([index.lang_of(s["source"]) for s in index.sections])
+        title_langs = np.array([index.lang_of(s.source) for s in index.sections])
+        chunk_chapters = np.array([c.chapter for c in self.chunks])
+        title_chapters = np.array([s.chapter for s in index.sections])
+        # A question is matched against text in its own language in the chapters that have some
+        # (a translation beside the original), and cross-lingually in the other chapters.
+        self._masks, self._cross = {}, {}
+        for lang in ("zh", "en"):
+            has = {ch for ch, lg in zip(chunk_chapters, chunk_langs) if lg == lang}
+            own_chunks = chunk_langs == lang
+            self._masks[lang] = (own_chunks | ~np.isin(chunk_chapters, list(has)),
+                                 (title_langs == lang) | ~np.isin(title_chapters, list(has)))
+            self._cross[lang] = bool(np.any(self._masks[lang][0] & ~own_chunks))
         self.store: Store = store if store is not None else open_store(index)
         self.candidates = CANDIDATES
         self._chunk_lang = chunk_langs
-        # A question is matched against text in its own language when the corpus has some
-        # (a translation beside the original); otherwise against everything, cross-lingually.
-        self._masks = {lang: ((chunk_langs == lang) | ~np.any(chunk_langs == lang),
-                              (title_langs == lang) | ~np.any(title_langs == lang)) for lang in ("zh", "en")}
         # Title rows of each section (CSR) and its first chunk (what a section without a scored
         # chunk shows, as a full scan's stable sort would).
         order = np.argsort(self._title_section, kind="stable")
@@ -142,7 +150,8 @@ class Retriever:
                 break
             c = self.chunks[best]
             hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(score), 6),
-                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id))
+                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id,
+                            chapter=c.chapter, id=c.key))
         return Retrieval(hits, full, qv, lang, len(chunks))
 
     def embed(self, query: str) -> np.ndarray:
@@ -165,44 +174,52 @@ class Retriever:
         """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first."""
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
-        same_language = lang in self.store.languages
         use_dense, use_lexical = mode in ("hybrid", "dense"), mode != "dense"
-        w = DENSE_WEIGHT[lang] if same_language else CROSS_LINGUAL_DENSE_WEIGHT
+        # With chapters matched cross-lingually beside own-language ones, every chunk is scored
+        # the cross-lingual way, so that the scores of both kinds compare.
+        w = CROSS_LINGUAL_DENSE_WEIGHT if self._cross[lang] else DENSE_WEIGHT[lang]
         wd, wl = {"hybrid": (w, 1.0 - w), "dense": (1.0, 0.0), "lexical": (0.0, 1.0)}[mode]
         if use_dense:
             qv = self.embed(query) if qv is None else qv
         if use_lexical:
-            tokens = self.index.tokenize(query)
-            if not same_language:
-                tokens += self.index.tokenize(" ".join(translations(query, self.index.glossary)))
-            lexical_langs = [lang] if same_language else list(self.store.languages)
+            # Own-language text with the question's tokens; the other languages' text (only where a
+            # chapter has none in the question's language) with the glossary's translations added.
+            # Each language's BM25 is scaled by its own maximum.
+            tokens = self.index.tokenize(normalize(query))
+            token_lists = {lang: tokens} if lang in self.store.languages else {}
+            if self._cross[lang]:
+                cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
+                token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
         n_all = max(len(self.chunks), len(self.index.sections))
         n = max(self.candidates, CANDIDATES_PER_HIT * k)
         while True:
-            lists, d_cut, l_cut, top = [], 0.0, 0.0, 0.0
+            lists, d_cut, l_cut, tops = [], 0.0, 0.0, {}
             if use_dense:
                 dense_top = self.store.dense(qv, n)
                 lists.append(dense_top.ids)
                 d_cut = min(max(dense_top.cut, 0.0), 1.0)
             if use_lexical:
-                lexical_top = {l: self.store.lexical(l, tokens, n) for l in lexical_langs}
+                lexical_top = {l: self.store.lexical(l, toks, n) for l, toks in token_lists.items()}
                 lists += [r.ids for r in lexical_top.values()]
-                top = max((float(r.scores[0]) for r in lexical_top.values() if len(r.scores)), default=0.0)
-                l_cut = max(r.cut for r in lexical_top.values()) / top if top > 0 else 0.0
+                # a language's maximum is the first score of its ranked list (all zero: it adds nothing)
+                tops = {l: float(r.scores[0]) for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0}
+                l_cut = max((lexical_top[l].cut / top for l, top in tops.items()), default=0.0)
             chunks = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
             fused = np.zeros(len(chunks), dtype=np.float32)
             if use_dense:
                 fused += wd * np.clip(self._complete(chunks, dense_top, lambda ids: self.store.dense_scores(qv, ids)), 0.0, 1.0)
-            if use_lexical and top > 0:
+            if use_lexical and tops:
                 lexical = np.zeros(len(chunks), dtype=np.float32)
-                for l, ranked in lexical_top.items():
+                for l, top in tops.items():
                     sel = np.flatnonzero(self._chunk_lang[chunks] == l)
-                    lexical[sel] = self._complete(chunks[sel], ranked, lambda ids: self.store.lexical_scores(l, tokens, ids))
-                fused += wl * (lexical / top)
+                    raw = self._complete(chunks[sel], lexical_top[l],
+                                         lambda ids: self.store.lexical_scores(l, token_lists[l], ids))
+                    lexical[sel] = raw / top
+                fused += wl * lexical
             fused *= chunk_mask[chunks]
             chunk_bound = wd * d_cut + wl * l_cut  # no chunk outside the candidates scores more
 
-            sections, inverse = np.unique(self._chunk_section[chunks], return_inverse=True)
+            sections = np.unique(self._chunk_section[chunks])
             if use_dense:
                 title_top = self.store.titles(qv, n)
                 t_cut = min(max(title_top.cut, 0.0), 1.0)
