@@ -12,7 +12,6 @@ query's words, not with the corpus.
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from .glossary import translations
 from .text import normalize
 from .embedding import Encoder, load_encoder
+from .lang import detect_language
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
 from .store import Store, open_store, store_spec
 from .types import Hit, RagError, StaleIndexError
@@ -29,12 +29,11 @@ from .types import Hit, RagError, StaleIndexError
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
 MAX_K = 100
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 # Weight of the dense score in the hybrid fusion, by question language (the lexical score gets
-# the rest), and weight of the question-to-section-title similarity. Chosen on the dev part of
-# eval/questions.jsonl; see README "How it works".
-DENSE_WEIGHT = {"zh": 0.5, "en": 0.3}
+# the rest), and weight of the question-to-section-title similarity. Chosen by 5-fold
+# cross-validation on the dev part of eval/questions.jsonl (eval/tools/cv.py, eval/README.md).
+DENSE_WEIGHT = {"zh": 0.3, "en": 0.3}
 TITLE_WEIGHT = 0.4
 # A question in a language the corpus has no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
@@ -54,11 +53,6 @@ class Retrieval:
     query_vector: np.ndarray | None
     language: str
     candidates: int  # chunks scored (the union of the scorers' candidates, last round)
-
-
-def detect_language(text: str) -> str:
-    """'zh' if the text has Chinese characters, else 'en'."""
-    return "zh" if _CJK.search(text) else "en"
 
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
@@ -138,10 +132,15 @@ class Retriever:
         """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'."""
         return self.retrieve(query, k, mode).hits
 
-    def retrieve(self, query: str, k: int = 5, mode: str = "hybrid", qv: np.ndarray | None = None) -> Retrieval:
-        """Search once and keep what an answer needs: hits, section scores, the query vector."""
+    def retrieve(self, query: str, k: int = 5, mode: str = "hybrid", qv: np.ndarray | None = None,
+                 boost: dict[str, float] | None = None) -> Retrieval:
+        """Search once and keep what an answer needs: hits, section scores, the query vector.
+
+        boost: qualified section id -> an amount added to that section's score when it is above 0
+        (a follow-up question favours the previous turn's sections); the ranking stays exact.
+        """
         query = check_query(query, k, mode)
-        chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, k, qv)
+        chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, k, qv, boost)
         full = np.zeros(len(self.section_keys), dtype=np.float32)
         full[sections] = section_scores
         hits = []
@@ -170,8 +169,14 @@ class Retriever:
         section[sections] = section_scores
         return chunk, section
 
-    def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None):
+    def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None, boost: dict[str, float] | None = None):
         """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first."""
+        boosted = np.zeros(len(self.section_keys), dtype=np.float32)
+        for key, amount in (boost or {}).items():
+            if key in self.section_index:
+                boosted[self.section_index[key]] = amount
+        # every chunk of a boosted section is a candidate, so its score is exact
+        boosted_chunks = np.flatnonzero(boosted[self._chunk_section] != 0)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
         use_dense, use_lexical = mode in ("hybrid", "dense"), mode != "dense"
@@ -193,7 +198,7 @@ class Retriever:
         n_all = max(len(self.chunks), len(self.index.sections))
         n = max(self.candidates, CANDIDATES_PER_HIT * k)
         while True:
-            lists, d_cut, l_cut, tops = [], 0.0, 0.0, {}
+            lists, d_cut, l_cut, tops = [boosted_chunks], 0.0, 0.0, {}
             if use_dense:
                 dense_top = self.store.dense(qv, n)
                 lists.append(dense_top.ids)
@@ -234,13 +239,16 @@ class Retriever:
                 outside = (chunk_bound + TITLE_WEIGHT * t_cut) / (1.0 + TITLE_WEIGHT)
             else:
                 score, outside = best, chunk_bound
+            whole = boosted[sections] != 0  # sections whose chunks are all candidates: exact scores
+            score = score + boosted[sections] * (score > 0)
+            upper = np.where(whole, score, upper)
             order = np.lexsort((sections, -score))
-            sections, score, upper, best = sections[order], score[order], upper[order], best[order]
+            sections, score, upper, best, whole = sections[order], score[order], upper[order], best[order], whole[order]
             # Exact when each of the top sections has its best chunk among the candidates and
             # nothing else can reach the k-th score (with fewer than k hits: score above 0).
             head = min(k, int(np.sum(score > 0)))
             rest = max(float(upper[head:].max(initial=0.0)), outside)
-            exact = (chunk_bound == 0 or bool(np.all(best[:head] > chunk_bound))) and \
+            exact = (chunk_bound == 0 or bool(np.all((best[:head] > chunk_bound) | whole[:head]))) and \
                 (rest < score[head - 1] if head == k else rest <= 0)
             if exact or n >= n_all:
                 return chunks, fused, sections, score, qv, lang

@@ -74,9 +74,14 @@ def full_scores(r: Retriever, query: str, mode: str) -> tuple[np.ndarray, np.nda
     return chunk, section
 
 
-def full_scan(r: Retriever, query: str, mode: str, k: int) -> list[tuple[str, int, float]]:
-    """(qualified id, shown chunk, score) of the k best sections: main's Retriever.hits over full_scores."""
+def full_scan(r: Retriever, query: str, mode: str, k: int, boost: dict | None = None) -> list[tuple[str, int, float]]:
+    """(qualified id, shown chunk, score) of the k best sections: main's Retriever.hits over full_scores
+    (with main's follow-up boost of answer.analyse: added to a favoured section scoring above 0)."""
     chunk_scores, section_scores = full_scores(r, check_query(query, k, mode), mode)
+    for key, amount in (boost or {}).items():
+        n = r.section_index[key]
+        if section_scores[n] > 0:
+            section_scores[n] += amount
     best: dict[int, int] = {}
     for i in np.argsort(-chunk_scores, kind="stable"):
         best.setdefault(int(r._chunk_section[i]), int(i))
@@ -88,8 +93,8 @@ def full_scan(r: Retriever, query: str, mode: str, k: int) -> list[tuple[str, in
     return out
 
 
-def candidates(r: Retriever, query: str, mode: str, k: int) -> list[tuple[str, int, float]]:
-    hits = r.retrieve(query, k, mode).hits
+def candidates(r: Retriever, query: str, mode: str, k: int, boost: dict | None = None) -> list[tuple[str, int, float]]:
+    hits = r.retrieve(query, k, mode, boost=boost).hits
     assert all(h.id == r.chunks[h.chunk].key and h.chapter == r.chunks[h.chunk].chapter for h in hits)
     return [(h.id, h.chunk, h.score) for h in hits]
 
@@ -180,5 +185,22 @@ def test_book_fixture_rankings_equal_a_full_scan(book_retriever, tiny_candidates
         for q in QUESTIONS:
             for k in (1, 5):
                 same(r, candidates(r, q, mode, k), full_scan(r, q, mode, k))
+    finally:
+        r.candidates = saved
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_boosted_sections_rank_like_a_full_scan(retriever, tiny_candidates, mode):
+    """A follow-up's boost (answer.analyse) on sections far down the list, or without evidence."""
+    r = retriever
+    saved = r.candidates
+    r.candidates = 1
+    try:
+        for i, q in enumerate(QUESTIONS[::4]):
+            ranked = full_scan(r, q, mode, 30)
+            keys = [ranked[j][0] for j in (7, 20) if j < len(ranked)] + [r.section_keys[i % len(r.section_keys)]]
+            boost = {key: 0.05 for key in keys}
+            for k in (1, 5):
+                same(r, candidates(r, q, mode, k, boost), full_scan(r, q, mode, k, boost))
     finally:
         r.candidates = saved
