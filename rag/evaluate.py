@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from .feedback import latest_ratings
 from .lang import NEEDS_CONTEXT, detect_language, is_label, is_lead_in, question_language
 from .types import RagError
 
@@ -30,7 +31,8 @@ def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
     """A JSONL question set, or a BEIR directory (queries.jsonl + qrels/test.tsv).
 
     Optional fields kept: split, kind, heading_copy, history, evidence; every evidence span is
-    checked against its file (RagError on a mismatch).
+    checked against its file (RagError on a mismatch). Of a feedback log only the latest rating
+    of each message counts (feedback.latest_ratings).
     """
     path = Path(path)
     if path.is_dir():
@@ -39,13 +41,21 @@ def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise RagError(f"cannot read question set {path} ({type(e).__name__}). Pass a UTF-8 JSONL file.") from None
-    questions = []
-    files: dict[str, str] = {}
+    records, line_of = [], {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            q = json.loads(line)
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise RagError(f"{path}:{n}: not a question line ({type(e).__name__}: {e}). Each line must be "
+                           '{"id": ..., "question": ..., "lang": "zh"|"en", "relevant": [section, ...]}') from None
+        line_of[id(records[-1])] = n
+    questions = []
+    files: dict[str, str] = {}
+    for q in latest_ratings(records):  # a feedback log: the latest rating of each message
+        n = line_of[id(q)]
+        try:
             rec = {"id": str(q["id"]), "question": str(q["question"]),
                    "lang": q.get("lang") or detect_language(q["question"]),
                    "relevant": [str(s) for s in q.get("relevant", [])]}
@@ -58,7 +68,7 @@ def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
             if q.get("evidence"):
                 rec["evidence"] = [{"source": str(e["source"]), "start": int(e["start"]), "end": int(e["end"]),
                                     "text": str(e["text"])} for e in q["evidence"]]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise RagError(f"{path}:{n}: not a question line ({type(e).__name__}: {e}). Each line must be "
                            '{"id": ..., "question": ..., "lang": "zh"|"en", "relevant": [section, ...]}') from None
         for e in rec.get("evidence", []):

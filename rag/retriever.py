@@ -83,6 +83,9 @@ class Retriever:
             keys.setdefault(sec.key, len(keys))
         self.section_keys = list(keys)
         self.section_index = keys  # qualified id -> position in section_keys
+        # The chapter filter's ids (the qualified ids' "chNN/" prefix), in index order.
+        self._section_chapter = np.array([k.split("/", 1)[0] for k in self.section_keys])
+        self.chapters = list(dict.fromkeys(self._section_chapter.tolist()))
         self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
         self._title_section = np.array([keys[s.key] for s in index.sections], dtype=np.int64)
         chunk_langs = np.array([c.lang for c in self.chunks])
@@ -128,19 +131,24 @@ class Retriever:
             index = load_index(index_dir)
         return cls(index, encoder)
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'."""
-        return self.retrieve(query, k, mode).hits
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", chapters=None) -> list[Hit]:
+        """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'.
+
+        `chapters` (e.g. ["ch05", "ch10"]) limits the search to those chapters; None searches all.
+        """
+        return self.retrieve(query, k, mode, chapters=chapters).hits
 
     def retrieve(self, query: str, k: int = 5, mode: str = "hybrid", qv: np.ndarray | None = None,
-                 boost: dict[str, float] | None = None) -> Retrieval:
+                 boost: dict[str, float] | None = None, chapters=None) -> Retrieval:
         """Search once and keep what an answer needs: hits, section scores, the query vector.
 
         boost: qualified section id -> an amount added to that section's score when it is above 0
         (a follow-up question favours the previous turn's sections); the ranking stays exact.
+        chapters: as for `search`; sections outside them score 0.
         """
         query = check_query(query, k, mode)
-        chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, k, qv, boost)
+        in_chapters = self.chapter_mask(chapters)
+        chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, k, qv, boost, in_chapters)
         full = np.zeros(len(self.section_keys), dtype=np.float32)
         full[sections] = section_scores
         hits = []
@@ -157,20 +165,40 @@ class Retriever:
         """The query's unit vector (one row)."""
         return self.encoder.encode([query])
 
-    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    def chapter_mask(self, chapters) -> np.ndarray | None:
+        """Which sections (indexed like section_keys) lie in the given chapters; None for no filter."""
+        if chapters is None:
+            return None
+        if isinstance(chapters, str) or not all(isinstance(c, str) for c in chapters):
+            raise RagError(f"chapters must be a list of chapter ids like ['ch05'], not {chapters!r}.")
+        unknown = [c for c in chapters if c not in self.chapters]
+        if unknown or not chapters:
+            raise RagError(f"unknown chapter {', '.join(map(repr, unknown)) or '(none given)'}; "
+                           f"choose from: {', '.join(self.chapters)}.")
+        return np.isin(self._section_chapter, list(chapters))
+
+    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None, k: int = 5,
+               chapters=None) -> tuple[np.ndarray, np.ndarray]:
         """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys).
 
-        Chunks and sections outside the candidates of a search for the k best score 0.
+        Chunks and sections outside the candidates of a search for the k best score 0, and so do
+        those outside `chapters` (when given).
         """
-        chunks, chunk_scores, sections, section_scores, _, _ = self._rank(query, mode, k, qv)
+        chunks, chunk_scores, sections, section_scores, _, _ = self._rank(query, mode, k, qv, None,
+                                                                          self.chapter_mask(chapters))
         chunk = np.zeros(len(self.chunks), dtype=np.float32)
         chunk[chunks] = chunk_scores
         section = np.zeros(len(self.section_keys), dtype=np.float32)
         section[sections] = section_scores
         return chunk, section
 
-    def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None, boost: dict[str, float] | None = None):
-        """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first."""
+    def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None, boost: dict[str, float] | None = None,
+              in_chapters: np.ndarray | None = None):
+        """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first.
+
+        in_chapters (per section): the chapter filter, a mask on the fused chunk scores and on the
+        title scores, so sections outside it score 0 and the bounds stay bounds.
+        """
         boosted = np.zeros(len(self.section_keys), dtype=np.float32)
         for key, amount in (boost or {}).items():
             if key in self.section_index:
@@ -179,6 +207,9 @@ class Retriever:
         boosted_chunks = np.flatnonzero(boosted[self._chunk_section] != 0)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
+        if in_chapters is not None:
+            chunk_mask = chunk_mask & in_chapters[self._chunk_section]
+            title_mask = title_mask & in_chapters[self._title_section]
         use_dense, use_lexical = mode in ("hybrid", "dense"), mode != "dense"
         # With chapters matched cross-lingually beside own-language ones, every chunk is scored
         # the cross-lingual way, so that the scores of both kinds compare.
