@@ -2,7 +2,7 @@
 a closed loop (one request at a time, like a single-threaded replica behind a load balancer),
 through the library (`rag.answer` on the committed index). Prints req/s and p50/p95 latency.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/load.py [--replicas 1,2,3,4] [--seconds 20]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py [--replicas 1,2,3,4] [--seconds 20]
 
 The HTTP layer adds ~1 ms a request (docs/PERFORMANCE.md: /api/ask under 8 clients).
 """
