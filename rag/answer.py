@@ -86,7 +86,7 @@ def _sentences(r: Retriever) -> _Sentences:
 @lru_cache(maxsize=1)
 def default_retriever() -> Retriever:
     """The bundled index, loaded once per process."""
-    return Retriever.load(rebuild=True)
+    return Retriever.load()
 
 
 def check_language(lang: str) -> None:

@@ -93,10 +93,10 @@ def _build(args) -> int:
 
 
 def _search(args) -> int:
-    from .retriever import Retriever, check_query
+    from .retriever import check_query, load_fresh
 
     check_query(args.question, args.k, args.mode)  # fail fast, before loading anything
-    hits = Retriever.load(args.index, rebuild=True).search(args.question, k=args.k, mode=args.mode)
+    hits = load_fresh(args.index).search(args.question, k=args.k, mode=args.mode)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
         return 0
@@ -111,11 +111,11 @@ def _search(args) -> int:
 
 def _ask(args) -> int:
     from .answer import answer, check_language
-    from .retriever import Retriever, check_query
+    from .retriever import check_query, load_fresh
 
     check_query(args.question, args.k)
     check_language(args.lang)  # fail fast, before loading anything
-    ans = answer(args.question, Retriever.load(args.index, rebuild=True), lang=args.lang, k=args.k)
+    ans = answer(args.question, load_fresh(args.index), lang=args.lang, k=args.k)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -126,7 +126,7 @@ def _ask(args) -> int:
 def _eval(args) -> int:
     from .evaluate import check_floors, compare, read_questions, run_eval
     from .report import failure_lines, tables, write_report
-    from .retriever import MAX_K, MODES, Retriever
+    from .retriever import MAX_K, MODES, load_fresh
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -141,7 +141,7 @@ def _eval(args) -> int:
         if not questions:
             raise RagError(f"no questions with split {args.split!r} in {args.questions}. Use --split all.")
     baseline = _read_json(args.compare) if args.compare else None
-    results = run_eval(questions, Retriever.load(args.index, rebuild=True), modes, args.k, progress=not args.quiet)
+    results = run_eval(questions, load_fresh(args.index), modes, args.k, progress=not args.quiet)
     results["questions"], results["split"] = str(args.questions), args.split
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 from .glossary import translations
 from .embedding import Encoder, load_encoder
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, chapter_of, load_index, read_manifest
-from .types import Hit, RagError, StaleIndexError
+from .types import DamagedIndexError, Hit, IndexMissingError, RagError, StaleIndexError
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
@@ -26,6 +27,30 @@ TITLE_WEIGHT = 0.4
 # A question in a language the corpus has no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
 CROSS_LINGUAL_DENSE_WEIGHT = 0.9
+
+
+def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | None = None) -> Retriever:
+    """Load an index for the commands that serve questions, rebuilding it (and saying so) if it is stale.
+
+    With corpus_dir, a missing index is built from it too.
+    """
+    index_dir = Path(index_dir)
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexMissingError:
+        if corpus_dir is None:
+            raise
+        print(f"no index at {index_dir}; building it from {corpus_dir} ...", file=sys.stderr, flush=True)
+        build_index(Path(corpus_dir), index_dir, progress=True)
+        return Retriever.load(index_dir)
+    try:
+        return Retriever.load(index_dir)
+    except StaleIndexError as e:
+        print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
+        corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
+        build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
+                    manifest["chunking"]["max_chars"], progress=True)
+    return Retriever.load(index_dir)
 
 
 def detect_language(text: str) -> str:
@@ -72,21 +97,17 @@ class Retriever:
                               (title_langs == lang) | ~np.any(title_langs == lang)) for lang in ("zh", "en")}
 
     @classmethod
-    def load(cls, index_dir: str | Path = DEFAULT_INDEX, rebuild: bool = False) -> "Retriever":
-        """Load an index; with rebuild=True a stale index is rebuilt first (with a message)."""
-        index_dir = Path(index_dir)
+    def load(cls, index_dir: str | Path = DEFAULT_INDEX) -> "Retriever":
+        """Load an index and its encoder. Never writes: a stale or damaged index raises RagError."""
+        if index_dir is None or not isinstance(index_dir, (str, os.PathLike)):
+            raise RagError(f"the index directory must be a path, not {index_dir!r}.")
         manifest = read_manifest(index_dir)
         encoder = load_encoder(manifest["encoder"]["id"])  # loads in the background meanwhile
-        try:
-            index = load_index(index_dir)
-        except StaleIndexError as e:
-            if not rebuild:
-                raise
-            print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
-            corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
-            build_index(corpus, index_dir, encoder, manifest["index_type"],
-                        manifest["chunking"]["max_chars"], progress=True)
-            index = load_index(index_dir)
+        index = load_index(index_dir)
+        dim = getattr(encoder, "dim", None)
+        if dim is not None and dim != index.vectors.d:
+            raise DamagedIndexError(f"{index_dir} has {index.vectors.d}-dimensional vectors, encoder "
+                                    f"{manifest['encoder']['id']!r} makes {dim}. Rebuild: rag build --index {index_dir}")
         return cls(index, encoder)
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
