@@ -8,6 +8,7 @@ skip it; abstention metrics use it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -17,36 +18,79 @@ from .types import RagError
 
 LANGS = ("zh", "en")
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent.parent / "eval" / "questions.jsonl"
+log = logging.getLogger(__name__)
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr@10", "ndcg@10", "recall@5")
 
 
 # ---------------------------------------------------------------- question sets
 
 def read_questions(path: Path) -> list[dict]:
-    """A JSONL question set, or a BEIR directory (queries.jsonl + qrels/test.tsv)."""
+    """A JSONL question set (or feedback log), or a BEIR directory (queries.jsonl + qrels/test.tsv).
+
+    Lines are split on "\\n" only. A damaged line (not UTF-8, not JSON, not a question object)
+    is skipped with a warning that counts them; it never makes the whole file unreadable.
+    Records with a `message_id` (feedback) supersede earlier ones with the same id; the latest
+    one wins, and a latest one with `"withdrawn": true` removes the question.
+    """
     path = Path(path)
     if path.is_dir():
         return read_beir(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise RagError(f"cannot read question set {path} ({type(e).__name__}). Pass a UTF-8 JSONL file.") from None
-    questions = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+        data = path.read_bytes()
+    except OSError as e:
+        raise RagError(f"cannot read question set {path} ({e.strerror or type(e).__name__}). "
+                       "Pass a UTF-8 JSONL file.") from None
+    records, damaged = [], []
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
             continue
         try:
-            q = json.loads(line)
-            questions.append({"id": str(q["id"]), "question": str(q["question"]),
-                              "lang": q.get("lang") or detect_language(q["question"]),
-                              "relevant": [str(s) for s in q.get("relevant", [])],
-                              **({"split": q["split"]} if "split" in q else {})})
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise RagError(f"{path}:{n}: not a question line ({type(e).__name__}: {e}). Each line must be "
-                           '{"id": ..., "question": ..., "lang": "zh"|"en", "relevant": [section, ...]}') from None
+            records.append((n, json.loads(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            damaged.append((n, type(e).__name__))
+    latest = {}
+    for i, (n, q) in enumerate(records):
+        if isinstance(q, dict) and isinstance(q.get("message_id"), (str, int)):
+            latest[str(q["message_id"])] = i
+    questions = []
+    for i, (n, q) in enumerate(records):
+        if isinstance(q, dict) and isinstance(q.get("message_id"), (str, int)):
+            if latest[str(q["message_id"])] != i or q.get("withdrawn") is True:
+                continue
+        problem = _question_problem(q)
+        if problem:
+            damaged.append((n, problem))
+            continue
+        questions.append({"id": str(q["id"]), "question": q["question"],
+                          "lang": q.get("lang") or detect_language(q["question"]),
+                          "relevant": list(q.get("relevant", [])),
+                          **({"split": q["split"]} if "split" in q else {})})
+    if damaged:
+        damaged.sort()
+        shown = "; ".join(f"line {n}: {why}" for n, why in damaged[:5])
+        log.warning("%s: skipped %d damaged line(s) (%s%s). Each line must be {\"id\": ..., \"question\": ..., "
+                    "\"lang\": \"zh\"|\"en\", \"relevant\": [section, ...]}", path, len(damaged), shown,
+                    "; ..." if len(damaged) > 5 else "")
     if not questions:
-        raise RagError(f"{path} has no questions.")
+        raise RagError(f"{path} has no questions" + (f" ({len(damaged)} damaged line(s) skipped, first: line "
+                                                     f"{damaged[0][0]}: {damaged[0][1]})" if damaged else "") + ".")
     return questions
+
+
+def _question_problem(q) -> str | None:
+    """Why a parsed line is not a question, or None."""
+    if not isinstance(q, dict):
+        return f"a JSON {type(q).__name__}, not an object"
+    if not isinstance(q.get("id"), (str, int)) or isinstance(q.get("id"), bool):
+        return "no 'id'"
+    if not isinstance(q.get("question"), str) or not q["question"].strip():
+        return "no 'question' text"
+    rel = q.get("relevant", [])
+    if not isinstance(rel, list) or not all(isinstance(x, str) for x in rel):
+        return f"'relevant' must be a list of section ids, e.g. [\"10.14\"], not {json.dumps(rel)[:40]}"
+    if q.get("lang") not in (None, *LANGS):
+        return f"'lang' must be zh or en, not {q['lang']!r}"
+    return None
 
 
 def read_beir(directory: Path) -> list[dict]:

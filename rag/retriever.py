@@ -60,7 +60,16 @@ def detect_language(text: str) -> str:
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
     """Validate search arguments; return the stripped query or raise RagError saying what to fix."""
-    if not isinstance(query, str) or not query.strip():
+    if not isinstance(query, str):
+        raise RagError(f"the question must be text (a str), not {type(query).__name__}. "
+                       "Decode bytes as UTF-8 first, e.g. question.decode('utf-8').")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RagError(f"the question has a character that is not valid Unicode text ({query[e.start]!r} at "
+                       f"position {e.start}, e.g. a lone surrogate or undecodable input). Retype it or send "
+                       "it as UTF-8.") from None
+    if not query.strip():
         raise RagError("the question is empty. Type a question, e.g. 什么是负迁移？ or 'What is negative transfer?'")
     query = query.strip()
     if len(query) > MAX_QUERY_CHARS:
