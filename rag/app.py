@@ -245,6 +245,7 @@ MAX_REQUESTS = 200  # requests in progress; more get 503
 TIME_BUDGET = 20.0  # seconds a question may wait for its turn and run; then 503, try again
 LONG_QUESTION = 300  # characters; longer questions take turns in their own worker
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+API_METHODS = {"/api/ask": ("POST",), "/api/search": ("GET", "HEAD"), "/api/health": ("GET", "HEAD")}
 
 
 class QuestionPool:
@@ -317,6 +318,10 @@ class Guard:
             return await _json(send, 421, "this server answers only to the host names "
                                f"{', '.join(sorted(self.hosts))}. Use http://localhost:PORT, or start it with "
                                "rag serve --host NAME.")
+        allowed = API_METHODS.get(path)
+        if allowed and scope["method"] not in allowed:
+            return await _json(send, 405, f"{path} takes {' or '.join(allowed[:1])}, not {scope['method']}; see /docs.",
+                               [(b"allow", ", ".join(allowed).encode())])
         if "/upload" in path:
             return await _json(send, 403, "uploads are disabled: this app takes questions only.")
         limit = API_BODY_LIMIT if path.startswith("/api/") else PAGE_BODY_LIMIT
