@@ -129,8 +129,8 @@ def test_serving_commands_rebuild_a_stale_index_and_say_so(built, small_corpus, 
 
 def test_two_concurrent_builds_serialise(tmp_path, small_corpus):
     index = tmp_path / "index"
-    procs = [subprocess.Popen([sys.executable, str(REPO / "tests" / "fault_build.py"), str(small_corpus), str(index),
-                               str(i)], env={**os.environ, "PYTHONPATH": str(REPO)}) for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, str(REPO / "tests" / "fault_worker.py"), "build", str(small_corpus),
+                               str(index)], env={**os.environ, "PYTHONPATH": str(REPO)}) for i in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     idx = load_index(index, check_corpus=False)
     assert idx.vectors.ntotal == len(idx.chunks) and sorted(p.name for p in index.iterdir() if
