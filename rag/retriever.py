@@ -60,6 +60,8 @@ def detect_language(text: str) -> str:
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
     """Validate search arguments; return the stripped query or raise RagError saying what to fix."""
+    if query is None:
+        query = ""
     if not isinstance(query, str):
         raise RagError(f"the question must be text (a str), not {type(query).__name__}. "
                        "Decode bytes as UTF-8 first, e.g. question.decode('utf-8').")
