@@ -516,3 +516,12 @@ def test_build_progress_covers_titles_and_sentences(tmp_path, small_corpus, fake
     build_index(small_corpus, tmp_path / "index", fake_encoder, progress=True)
     err = capsys.readouterr().err
     assert "embedding chunks" in err and "embedding titles" in err and "embedding sentences" in err
+
+
+def test_host_allow_list_names():
+    from rag.app import _host_name, allowed_hosts
+
+    assert allowed_hosts("127.0.0.1") == {"localhost", "127.0.0.1", "::1"}
+    assert "myhost.lan" in allowed_hosts("MyHost.lan") and allowed_hosts("0.0.0.0") is None  # any: all interfaces
+    assert [_host_name(h) for h in (b"LocalHost:7860", b"[::1]:80", b"::1", b"evil.com")] == \
+        ["localhost", "::1", "::1", "evil.com"]
