@@ -238,6 +238,7 @@ def build_ui(r: Retriever, feedback_path: Path):
 # Limits of the HTTP server (see docs/RELIABILITY.md for how each is tested).
 API_BODY_LIMIT = 64 * 1024  # bytes of a request body to /api/*
 PAGE_BODY_LIMIT = 1024 * 1024  # the page's own calls carry the chat history
+DRAIN_LIMIT = 4 * 1024 * 1024  # a refused body up to this size is read and dropped before the 413
 HEADER_TIMEOUT = 10.0  # seconds to send a request's headers (idle and slow clients are closed)
 KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
 MAX_CONNECTIONS = 256  # open connections; more are closed at once
@@ -330,6 +331,8 @@ class Guard:
         except ValueError:
             return await _json(send, 400, "bad Content-Length header.")
         if declared > limit:
+            if declared <= DRAIN_LIMIT:  # read and drop it, so the client gets to read the answer
+                await _drain(receive)
             return await _json(send, 413, f"the request body is {declared} bytes; the limit is {limit}. "
                                "Send a shorter question.")
         body, more = [], True
@@ -342,6 +345,8 @@ class Guard:
             size += len(body[-1])
             more = message.get("more_body", False)
             if size > limit:
+                if more:
+                    await _drain(receive, DRAIN_LIMIT - size)
                 return await _json(send, 413, f"the request body is over the limit of {limit} bytes. "
                                    "Send a shorter question.")
         data = b"".join(body)
@@ -383,6 +388,18 @@ class Guard:
             await send(message)
 
         await self.app(scope, replay, send_json_errors)
+
+
+async def _drain(receive, budget: int = 0) -> None:
+    """Read and discard the rest of a refused body, up to DRAIN_LIMIT bytes (then the connection closes)."""
+    budget = budget or DRAIN_LIMIT
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _json(send, status: int, error: str, headers=()) -> None:

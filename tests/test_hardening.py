@@ -450,6 +450,10 @@ def test_request_body_limit(server):
     out = raw_request(server["url"], b"POST /api/ask HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
                       b"Content-Type: application/json\r\nConnection: close\r\n\r\n" + chunked)
     assert b" 413 " in out.split(b"\r\n")[0]
+    # A 100 MB body is refused from its Content-Length, before a byte of it is read.
+    out = raw_request(server["url"], b"POST /api/ask HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\n"
+                      b"Content-Type: application/json\r\n\r\n", wait=10)
+    assert b" 413 " in out.split(b"\r\n")[0]
     assert http(server["url"] + "/api/health")[0] == 200
 
 
