@@ -14,7 +14,6 @@ import html
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 

@@ -29,30 +29,6 @@ TITLE_WEIGHT = 0.4
 CROSS_LINGUAL_DENSE_WEIGHT = 0.9
 
 
-def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | None = None) -> Retriever:
-    """Load an index for the commands that serve questions, rebuilding it (and saying so) if it is stale.
-
-    With corpus_dir, a missing index is built from it too.
-    """
-    index_dir = Path(index_dir)
-    try:
-        manifest = read_manifest(index_dir)
-    except IndexMissingError:
-        if corpus_dir is None:
-            raise
-        print(f"no index at {index_dir}; building it from {corpus_dir} ...", file=sys.stderr, flush=True)
-        build_index(Path(corpus_dir), index_dir, progress=True)
-        return Retriever.load(index_dir)
-    try:
-        return Retriever.load(index_dir)
-    except StaleIndexError as e:
-        print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
-        corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
-        build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
-                    manifest["chunking"]["max_chars"], progress=True)
-    return Retriever.load(index_dir)
-
-
 def detect_language(text: str) -> str:
     """'zh' if the text has Chinese characters, else 'en'."""
     return "zh" if _CJK.search(text) else "en"
@@ -182,3 +158,27 @@ class Retriever:
             hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(section_scores[sec]), 6),
                             source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id))
         return hits
+
+
+def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | None = None) -> Retriever:
+    """Load an index for the commands that serve questions, rebuilding it (and saying so) if it is stale.
+
+    With corpus_dir, a missing index is built from it too.
+    """
+    index_dir = Path(index_dir)
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexMissingError:
+        if corpus_dir is None:
+            raise
+        print(f"no index at {index_dir}; building it from {corpus_dir} ...", file=sys.stderr, flush=True)
+        build_index(Path(corpus_dir), index_dir, progress=True)
+        return Retriever.load(index_dir)
+    try:
+        return Retriever.load(index_dir)
+    except StaleIndexError as e:
+        print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
+        corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
+        build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
+                    manifest["chunking"]["max_chars"], progress=True)
+    return Retriever.load(index_dir)

@@ -26,7 +26,7 @@ from rag import cli
 from rag.answer import answer
 from rag.evaluate import read_questions
 from rag.feedback import append_feedback, check_feedback_path, feedback_record
-from rag.index import build_index, load_index, read_manifest, version_dir
+from rag.index import build_index, load_index, version_dir
 from rag.retriever import Retriever
 from rag.types import DamagedIndexError, RagError, StaleIndexError
 
