@@ -20,9 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .index import chapter_of
 from .retriever import DENSE_WEIGHT, Retriever, check_query, detect_language
-from .types import Answer, Citation, Hit, RagError
+from .types import Answer, Citation, Hit, RagError, section_key
 
 LANGUAGES = ("auto", "zh", "en")
 MAX_QUOTES = 3
@@ -60,7 +59,8 @@ class _Sentences:
         recs = r.index.sentences
         self.recs = recs
         self.vectors = r.index.sentence_vectors
-        self.section = np.array([r.section_index[(chapter_of(s["source"]), s["section"])] for s in recs])
+        self.section = np.array([r.section_index[section_key(s["chapter"], s["section"])] for s in recs], dtype=np.int64)
+        self.quotable = np.array([s.get("kind", "text") == "text" for s in recs], dtype=bool)
         self.lang = np.array([s["lang"] for s in recs])
         self.tokens = [frozenset(s["tokens"]) for s in recs]
         df: dict[str, int] = {}
@@ -140,10 +140,11 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
         return _abstain(question, alang, hits, r)
 
     s = _sentences(r)
-    top = [r.section_index[(chapter_of(h.source), h.section)] for h in hits[:2]]
+    top = [r.section_index[h.id] for h in hits[:2]]
     if len(top) == 2 and section_scores[top[1]] < SECOND_SECTION_RATIO * section_scores[top[0]]:
         top = top[:1]
-    cand = np.flatnonzero(np.isin(s.section, top))
+    # Reference lists and checklists are quoted only when they are what the question found first.
+    cand = np.flatnonzero(np.isin(s.section, top) & (s.quotable | (s.section == top[0])))
     in_lang = cand[s.lang[cand] == alang]
     translated = alang == "en" and len(in_lang) > 0
     cand = in_lang if len(in_lang) else cand[s.lang[cand] == "zh"]  # no translation: quote the Chinese
@@ -180,7 +181,7 @@ def _with_context(chosen: list[int], s: _Sentences) -> list[int]:
     out = list(chosen)
 
     def same_section(a: int, b: int) -> bool:
-        return 0 <= a < len(s.recs) and all(s.recs[a][f] == s.recs[b][f] for f in ("source", "section"))
+        return 0 <= a < len(s.recs) and all(s.recs[a][f] == s.recs[b][f] for f in ("source", "chapter", "section"))
 
     def lead_in(i: int) -> bool:
         return s.recs[i]["text"].rstrip().endswith((":", "："))
@@ -204,15 +205,15 @@ def _citation(rec: dict, translated: bool) -> Citation:
     original = rec.get("original") if translated else None
     return Citation(section=rec["section"], title=rec["title"], quote=rec["text"], source=rec["source"],
                     start=rec["start"], end=rec["end"], lang=rec["lang"],
-                    original=_citation(original, False) if original else None)
+                    original=_citation(original, False) if original else None,
+                    chapter=rec["chapter"], id=section_key(rec["chapter"], rec["section"]))
 
 
 def _section_list(citations) -> str:
-    seen = []
+    seen = {}
     for c in citations:
-        if c.section not in seen:
-            seen.append(c.section)
-    return ", ".join(f"§{sec}" for sec in seen)
+        seen.setdefault(c.id, c.section)
+    return ", ".join(f"§{sec}" for sec in seen.values())
 
 
 def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str:
@@ -233,8 +234,8 @@ def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str
 
 def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
     f = FRAMES[lang]
-    suggestions = tuple({"section": h.section, "title": section_title(r, chapter_of(h.source), h.section, lang)}
-                        for h in hits[:3])
+    suggestions = tuple({"section": h.section, "chapter": h.chapter, "id": h.id,
+                         "title": section_title(r, h.id, lang)} for h in hits[:3])
     sep = "" if lang == "zh" else " "
     text = f["abstain"]
     if suggestions:
@@ -244,7 +245,7 @@ def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
                   hits=tuple(hits))
 
 
-def section_title(r: Retriever, chapter: str, section: str, lang: str) -> str:
-    """A section's title in the given language when the corpus has it, else in the original's."""
-    sec = r.index.find_section(chapter, section, lang)
-    return sec["title"] if sec else section
+def section_title(r: Retriever, key: str, lang: str) -> str:
+    """A section's title (by qualified id) in the given language when the corpus has it, else in the original's."""
+    sec = r.index.find_section(key, lang)
+    return sec.title if sec else key

@@ -10,6 +10,7 @@ Everything shown on the page is escaped: questions and corpus text are displayed
 never as HTML or markdown.
 """
 
+import hashlib
 import html
 import json
 import os
@@ -19,9 +20,8 @@ from pathlib import Path
 
 from .answer import answer, section_title
 from .feedback import append_feedback, default_feedback_path, feedback_record
-from .index import chapter_of
 from .retriever import MODES, Retriever, detect_language
-from .types import Answer, RagError
+from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
 NOT_ANSWERED = "— (the chapter does not answer this)"
@@ -46,8 +46,9 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
 
 
-def anchor(section: str) -> str:
-    return "src-" + re.sub(r"[^0-9A-Za-z]+", "-", section)
+def anchor(key: str) -> str:
+    """A distinct HTML id for a qualified section id, also for non-ASCII ones (参考文献, 小结)."""
+    return "src-" + re.sub(r"[^0-9A-Za-z]+", "-", key) + "-" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
 
 
 def render_answer(a: Answer) -> str:
@@ -55,14 +56,14 @@ def render_answer(a: Answer) -> str:
     if a.abstained:
         head = "🚫 **本章没有涉及这个问题。**" if a.language == "zh" else "🚫 **The chapter does not cover this.**"
         sugg = "可以看看最接近的章节：" if a.language == "zh" else "The closest sections are:"
-        links = " · ".join(f"[§{md_escape(s['section'])} {md_escape(s['title'])}](#{anchor(s['section'])})"
+        links = " · ".join(f"[§{md_escape(s['section'])} {md_escape(s['title'])}](#{anchor(s['id'])})"
                            for s in a.suggestions)
         return f"{head}\n\n{sugg} {links}" if links else head
     frame, _, _ = a.answer.partition("\n")
     lines = [f"**{md_escape(frame)}**", ""]
     last = None
     for c in a.citations:
-        if last is not None and c.section != last.section:
+        if last is not None and c.id != last.id:
             lines += [_cite_line(last), ""]
         lines.append(f"> {md_escape(c.quote)}")
         if c.original is not None:
@@ -74,7 +75,7 @@ def render_answer(a: Answer) -> str:
 
 
 def _cite_line(c) -> str:
-    return f"— [§{md_escape(c.section)} {md_escape(c.title)}](#{anchor(c.section)})"
+    return f"— [§{md_escape(c.section)} {md_escape(c.title)}](#{anchor(c.id)})"
 
 
 def _marked(text: str, start: int, spans: list[tuple[int, int]]) -> str:
@@ -98,44 +99,43 @@ class SourcePanel:
         self.files = {name: (corpus / name).read_text(encoding="utf-8") for name, rec in
                       r.index.manifest["corpus"].items() if rec["lang"] != "glossary" and (corpus / name).is_file()}
 
-    def _block(self, sec: dict, spans, label: str | None, score: float | None, open_: bool = True) -> str:
-        text = self.files.get(sec["source"])
+    def _block(self, sec: Section, spans, label: str | None, score: float | None, open_: bool = True) -> str:
+        text = self.files.get(sec.source)
         if text is None:
             body = "(corpus file not found)"
         else:
-            start, end = sec["start"], sec["end"]
+            start, end = sec.start, sec.end
             while start < end and text[start] == "\n":
                 start += 1
             body = _marked(text[start:end].rstrip("\n"), start, spans)
         tag = f'<span class="tag">{html.escape(label)}</span>' if label else ""
         sc = f'<span class="score">score {score:.3f}</span>' if score is not None else ""
-        head = f'§{html.escape(sec["id"])} {html.escape(sec["title"])}{sc}{tag}'
+        head = f'§{html.escape(sec.id)} {html.escape(sec.title)}{sc}{tag}'
         return f'<details {"open" if open_ else ""}><summary class="src-head">{head}</summary>' \
                f'<div class="src-body">{body}</div></details>'
 
     def render(self, a: Answer) -> str:
-        scores = {h.section: h.score for h in a.hits}
-        chapter = {h.section: chapter_of(h.source) for h in a.hits}
+        scores = {h.id: h.score for h in a.hits}
         if a.abstained:
             parts = [f"<h3>{'建议查看' if a.language == 'zh' else 'Suggested sections'}</h3>"]
             for s in a.suggestions:
-                sec = self.r.index.find_section(chapter[s["section"]], s["section"], a.language)
+                sec = self.r.index.find_section(s["id"], a.language)
                 if sec:
-                    parts.append(f'<section id="{anchor(s["section"])}">'
-                                 f'{self._block(sec, [], None, scores.get(s["section"]), open_=False)}</section>')
+                    parts.append(f'<section id="{anchor(s["id"])}">'
+                                 f'{self._block(sec, [], None, scores.get(s["id"]), open_=False)}</section>')
             return '<div class="sources">' + "".join(parts) + "</div>"
         parts = [f"<h3>{'来源' if a.language == 'zh' else 'Sources'}</h3>"]
-        for section in dict.fromkeys(c.section for c in a.citations):
-            cites = [c for c in a.citations if c.section == section]
+        for key in dict.fromkeys(c.id for c in a.citations):
+            cites = [c for c in a.citations if c.id == key]
             lang = cites[0].lang
-            sec = self.r.index.find_section(chapter_of(cites[0].source), section, lang)
+            sec = self.r.index.find_section(key, lang)
             label = "English translation" if lang == "en" and any(c.original for c in cites) else None
-            blocks = [self._block(sec, [(c.start, c.end) for c in cites], label, scores.get(section))]
+            blocks = [self._block(sec, [(c.start, c.end) for c in cites], label, scores.get(key))]
             originals = [c.original for c in cites if c.original is not None]
             if originals:
-                orig = self.r.index.find_section(chapter_of(originals[0].source), section, "zh")
+                orig = self.r.index.find_section(key, "zh")
                 blocks.append(self._block(orig, [(o.start, o.end) for o in originals], "中文原文 (original)", None))
-            parts.append(f'<section id="{anchor(section)}">{"".join(blocks)}</section>')
+            parts.append(f'<section id="{anchor(key)}">{"".join(blocks)}</section>')
         return '<div class="sources">' + "".join(parts) + "</div>"
 
 
@@ -144,8 +144,9 @@ def build_ui(r: Retriever, feedback_path: Path):
     import gradio as gr
 
     panel = SourcePanel(r)
-    section_choices = [NOT_ANSWERED] + [f"§{sid} {section_title(r, chapter, sid, 'zh')}"
-                                        for chapter, sid in r.section_keys]
+    # (label, qualified id): the feedback records the id, whatever the title looks like.
+    section_choices = [(NOT_ANSWERED, NOT_ANSWERED)] + [(f"§{key.split('/', 1)[1]} {section_title(r, key, 'zh')} ({key.split('/', 1)[0]})", key)
+                                                        for key in r.section_keys]
 
     def run(message, history, k, mode, lang):
         history = list(history or [])
@@ -196,7 +197,7 @@ def build_ui(r: Retriever, feedback_path: Path):
             if a is not None:  # remembered for feedback on this answer
                 log = log + [{"index": len(history) - 1, "question": a.question,
                               "lang": detect_language(a.question),
-                              "cited": list(dict.fromkeys(c.section for c in a.citations))}]
+                              "cited": list(dict.fromkeys(c.id for c in a.citations))}]
             return history, sources_html, "", log
 
         ev = dict(fn=submit, inputs=[box, chat, k, mode, lang, asked], outputs=[chat, sources, box, asked],
@@ -213,8 +214,11 @@ def build_ui(r: Retriever, feedback_path: Path):
                 return gr.update(visible=False), "", log
             liked = data.liked in (True, "like", "Like")
             if liked:
-                append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], entry["cited"],
-                                                               "up", entry["cited"]))
+                try:
+                    append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], entry["cited"],
+                                                                   "up", entry["cited"]))
+                except RagError as e:
+                    return gr.update(visible=False), f"⚠️ {md_escape(str(e))}", log
                 return gr.update(visible=False), "Thanks! 谢谢反馈。", log
             return gr.update(visible=True), "Which section should it have cited? 请选择应引用的章节。", \
                 [e | {"pending": e["index"] == data.index} for e in log]
@@ -225,9 +229,12 @@ def build_ui(r: Retriever, feedback_path: Path):
             entry = next((e for e in log if e.get("pending")), None)
             if entry is None or not choice:
                 return gr.update(visible=True), "Pick a section first. 请先选择章节。", log
-            relevant = [] if choice == NOT_ANSWERED else [choice.split()[0].lstrip("§")]
-            append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], relevant, "down",
-                                                           entry["cited"]))
+            relevant = [] if choice == NOT_ANSWERED else [choice]
+            try:
+                append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], relevant, "down",
+                                                               entry["cited"]))
+            except RagError as e:
+                return gr.update(visible=True), f"⚠️ {md_escape(str(e))}", log
             return gr.update(visible=False), "Thanks! 谢谢反馈。", [e | {"pending": False} for e in log]
 
         pick_send.click(on_pick, [pick, asked], [fix_row, note, asked], api_visibility="private")

@@ -1,63 +1,147 @@
-"""Split sections into bounded chunks at paragraph, list-item and sentence boundaries (pure functions)."""
+"""Split sections into bounded chunks and quotable sentences (pure functions, linear time).
+
+Both work on the blocks markdown-it found (corpus.parse_blocks): a chunk packs whole blocks
+(a long one split at sentences or lines); a sentence lies inside one text block, never starts
+or ends on whitespace, a list/quote/heading marker or an HTML entity, never ends inside math,
+inline code or a link, and never contains an image link, an HTML tag or a zero-width character
+(those cut a block into separate pieces). Code, HTML and math blocks are chunked (searchable)
+but give no sentences.
+"""
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 
-from .types import Chunk, Section
+from .text import entity_end, is_space, markup_spans, normalize, protected_spans
+from .types import Block, Chunk, Section
 
 MAX_CHARS = 600
 
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)、])\s+")
-_HEADING_LINE = re.compile(r"^#{1,6}\s")
-# A sentence ends after Chinese terminal punctuation (。！？；), or ! ? . before a space, with any
-# closing quotes/brackets. An English ";" does not end a sentence.
-_SENTENCE_END = re.compile(r"(?:[。！？；]+|[!?]+|\.)[”’」』）)\]]*(?=\s|$|[^\x00-\x7f])|[。！？；]+[”’」』）)\]]*")
+# A sentence ends after Chinese terminal punctuation (。！？；), or ! ? . before a space, the end
+# or a non-ASCII character, with any closing quotes/brackets/bold markers. An English ";" does not
+# end one.
+_END = re.compile(r"[。！？；]+[”’」』）)\]*]*|[!?.]+[”’」』）)\]*]*")
+_MARKER = {
+    "item": re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)、])(?:[ \t]+\[[ xX]\])?[ \t]*"),
+    "quote": re.compile(r"(?:[ \t]*>)+[ \t]*"),
+    "heading": re.compile(r"[ \t]*#{1,6}(?=\s|$)[ \t]*"),
+    "row": re.compile(r"[ \t]*\|?"),
+}
+_TEXT_KINDS = ("paragraph", "item", "quote", "heading", "row")
+_WORD = re.compile(r"\w")
 
 
-def split_blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Paragraphs and list items of text[start:end] as trimmed [s, e) spans."""
-    blocks: list[list[int]] = []
-    pos = start
-    open_block = False
-    for line in text[start:end].splitlines(keepends=True):
-        s, e = pos, pos + len(line.rstrip("\r\n"))
-        pos += len(line)
-        stripped = line.strip()
-        if not stripped:
-            open_block = False
-            continue
-        lead = len(line) - len(line.lstrip())
-        if not open_block or _LIST_ITEM.match(line) or _HEADING_LINE.match(line):
-            blocks.append([s + lead, e])
-            open_block = True
-        else:
-            blocks[-1][1] = e
-    return [(s, _rtrim(text, s, e)) for s, e in blocks]
+def section_blocks(blocks: list[Block], section: Section, starts: list[int] | None = None) -> list[Block]:
+    """The blocks inside a section's body (blocks are in file order; pass their starts to save time)."""
+    starts = starts if starts is not None else [b.start for b in blocks]
+    return blocks[bisect_left(starts, section.start):bisect_left(starts, section.end)]
 
 
-def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentences of text[start:end] (ending at 。！？； or . ! ? before a space), as trimmed [s, e) spans."""
-    spans = []
-    s = start
-    for m in _SENTENCE_END.finditer(text, start, end):
-        spans.append((s, m.end()))
-        s = m.end()
+def split_sentences(text: str, start: int, end: int, protected: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    """Sentences of text[start:end] as trimmed [s, e) spans; no end inside a protected span."""
+    spans, s, p = [], start, 0
+    for m in _END.finditer(text, start, end):
+        e = m.end()
+        if m.group(0)[0] not in "。！？；":
+            nxt = text[e] if e < end else ""
+            if nxt and not nxt.isspace() and ord(nxt) < 128:
+                continue
+        while p < len(protected) and protected[p][1] <= m.start():
+            p += 1
+        if p < len(protected) and protected[p][0] < e < protected[p][1]:
+            continue  # ends inside math, code, a link or bold (at its very end is fine)
+        spans.append((s, e))
+        s = e
     spans.append((s, end))
-    out = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
+    return [t for a, z in spans if (t := _trim(text, a, z))]
+
+
+def _trim(text: str, s: int, e: int) -> tuple[int, int] | None:
+    """[s, e) without leading/trailing whitespace, zero-width characters and HTML entities."""
+    while s < e:
+        if is_space(text, s):
             s += 1
-        e = _rtrim(text, s, e)
-        if s < e:
-            out.append((s, e))
+        elif (n := entity_end(text, s, e)) > s:
+            s = n
+        else:
+            break
+    while e > s:
+        if is_space(text, e - 1):
+            e -= 1
+        elif text[e - 1] == ";" and (a := text.rfind("&", max(s, e - 40), e)) >= 0 and entity_end(text, a, e) == e:
+            e = a
+        else:
+            break
+    return (s, e) if s < e else None
+
+
+def block_sentences(text: str, block: Block) -> list[tuple[int, int]]:
+    """The quotable sentences of one block (see the module doc)."""
+    if block.kind not in _TEXT_KINDS:
+        return []
+    s, e = block.start, block.end
+    marker = _MARKER.get(block.kind)
+    if marker and (m := marker.match(text, s, e)):
+        s = m.end()
+    if block.kind == "heading":
+        e = _heading_end(text, s, e)
+    elif block.kind == "row":
+        t = _trim(text, s, e)
+        e = t[1] if t else s
+        e = e - 1 if e > s and text[e - 1] == "|" else e
+    protected = protected_spans(text, s, e)
+    pieces, p = [], s
+    for a, z in _widen(markup_spans(text, s, e), protected):
+        pieces.append((p, a))
+        p = z
+    pieces.append((p, e))
+    if block.kind == "row":
+        out = [t for a, z in pieces if (t := _trim(text, a, z))]
+    else:
+        out = [span for a, z in pieces if a < z for span in split_sentences(text, a, z, protected)]
+    return [(a, z) for a, z in out if _WORD.search(normalize(text[a:z]))]
+
+
+def _widen(cuts: list[tuple[int, int]], protected: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Cuts grown to the whole math/code/link span they fall in (`$1\\times1<ZWSP>$` is left out whole)."""
+    out, p = [], 0
+    for a, z in cuts:
+        while p < len(protected) and protected[p][1] <= a:
+            p += 1
+        q = p
+        while q < len(protected) and protected[q][0] < z:
+            a, z = min(a, protected[q][0]), max(z, protected[q][1])
+            q += 1
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], z))
+        else:
+            out.append((a, z))
     return out
 
 
-def _rtrim(text: str, s: int, e: int) -> int:
-    while e > s and text[e - 1].isspace():
-        e -= 1
-    return e
+def _heading_end(text: str, s: int, e: int) -> int:
+    """The end of a heading's text: before a setext underline or closing #s."""
+    nl = max(text.rfind("\n", s, e), text.rfind("\r", s, e))
+    if nl >= 0 and text[nl + 1:e].strip(" \t=-") == "":
+        e = nl
+    t = _trim(text, s, e)
+    if not t:
+        return s
+    e = t[1]
+    h = e
+    while h > s and text[h - 1] == "#":
+        h -= 1
+    return h if h == s or text[h - 1] in " \t" else e
+
+
+def sentence_spans(text: str, section: Section, blocks: list[Block],
+                   starts: list[int] | None = None) -> list[tuple[int, int, int, bool]]:
+    """(start, end, block number, in a list item) of each sentence of a section."""
+    out = []
+    for b, block in enumerate(section_blocks(blocks, section, starts)):
+        out.extend((a, z, b, block.kind == "item") for a, z in block_sentences(text, block))
+    return out
 
 
 def _pack(spans: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:
@@ -71,67 +155,37 @@ def _pack(spans: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]
     return packed
 
 
-def chunk_section(text: str, section: Section, max_chars: int = MAX_CHARS) -> list[tuple[int, int]]:
-    """[s, e) spans of one section: the whole section if short, else packed blocks/sentences."""
+def _lines(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    out, p = [], s
+    for m in re.finditer(r"\r\n|\r|\n", text[s:e]):
+        out.append((p, s + m.start()))
+        p = s + m.end()
+    out.append((p, e))
+    return [t for a, z in out if (t := _trim(text, a, z))]
+
+
+def chunk_section(text: str, section: Section, blocks: list[Block], max_chars: int = MAX_CHARS,
+                  starts: list[int] | None = None) -> list[tuple[int, int]]:
+    """[s, e) spans of one section: its blocks packed; a long block split at sentences or lines."""
     pieces = []
-    for s, e in split_blocks(text, section.start, section.end):
-        pieces.extend(split_sentences(text, s, e) if e - s > max_chars else [(s, e)])
+    for block in section_blocks(blocks, section, starts):
+        t = _trim(text, block.start, block.end)
+        if not t:
+            continue
+        if t[1] - t[0] <= max_chars:
+            pieces.append(t)
+        else:
+            pieces.extend(split_sentences(text, *t) if block.kind in _TEXT_KINDS else _lines(text, *t))
     return _pack(pieces, max_chars)
 
 
-def chunk_sections(text: str, sections: list[Section], lang: str, first_id: int = 0,
+def chunk_sections(text: str, sections: list[Section], blocks: list[Block], lang: str, first_id: int = 0,
                    max_chars: int = MAX_CHARS) -> list[Chunk]:
     """All chunks of one file's sections, numbered from first_id."""
     chunks = []
+    starts = [b.start for b in blocks]
     for sec in sections:
-        for s, e in chunk_section(text, sec, max_chars):
-            chunks.append(Chunk(id=first_id + len(chunks), section=sec.id, title=sec.title,
-                                source=sec.source, start=s, end=e, text=text[s:e], lang=lang))
+        for s, e in chunk_section(text, sec, blocks, max_chars, starts):
+            chunks.append(Chunk(id=first_id + len(chunks), section=sec.id, title=sec.title, source=sec.source,
+                                start=s, end=e, text=text[s:e], lang=lang, chapter=sec.chapter))
     return chunks
-
-
-_MARKER = re.compile(r"(?:#{1,6}\s+|\s*(?:[-*+]|\d+[.)、])\s+)")
-
-
-def sentence_spans(text: str, section: Section) -> list[tuple[int, int, int, bool]]:
-    """(start, end, block number, in a list item) of each sentence of a section, markers left out."""
-    out = []
-    for b, (s, e) in enumerate(split_blocks(text, section.start, section.end)):
-        m = _MARKER.match(text, s, e)
-        item = bool(m) and not text[s:m.end()].lstrip().startswith("#")
-        out.extend((a, z, b, item) for a, z in split_sentences(text, m.end() if m else s, e))
-    return out
-
-
-def align_sentences(ours: list[tuple[int, int]], theirs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """For each of our sentences, the span of the translated block's sentences at the same relative place.
-
-    Both lists are the sentences of one block and its translation. With as many on both sides they
-    pair one to one; otherwise each of ours takes the sentences of theirs whose middle falls inside
-    its share of the block (by characters), or the nearest one.
-    """
-    if len(ours) == len(theirs):
-        return list(theirs)
-
-    def shares(spans):
-        total = sum(e - s for s, e in spans) or 1
-        out, pos = [], 0
-        for s, e in spans:
-            out.append((pos / total, (pos + e - s) / total))
-            pos += e - s
-        return out
-
-    mids = [(a + b) / 2 for a, b in shares(theirs)]
-    aligned = []
-    for a, b in shares(ours):
-        inside = [i for i, m in enumerate(mids) if a <= m < b] or \
-                 [min(range(len(mids)), key=lambda i: abs(mids[i] - (a + b) / 2))]
-        aligned.append((theirs[inside[0]][0], theirs[inside[-1]][1]))
-    return aligned
-
-
-def align_blocks(text: str, section: Section, original_text: str, original: Section) -> list[tuple[int, int]] | None:
-    """For each block of a translated section, the [s, e) span of its original block; None if they differ in number."""
-    ours = split_blocks(text, section.start, section.end)
-    theirs = split_blocks(original_text, original.start, original.end)
-    return theirs if len(ours) == len(theirs) else None

@@ -89,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build(args) -> int:
     from .embedding import load_encoder
-    from .index import build_index
+    from .index import build_index, build_report
 
     m = build_index(args.corpus, args.index, load_encoder(args.model), args.index_type, progress=not args.quiet)
     if not args.quiet:
         print(f"built {args.index}: {m['counts']['chunks']} chunks in {m['counts']['sections']} sections "
               f"from {len(m['corpus'])} file(s), encoder {m['encoder']['id']}")
+        print(build_report(m))
     return 0
 
 
@@ -110,7 +111,7 @@ def _search(args) -> int:
         print("no matching section")
     for h in hits:
         snippet = " ".join(h.text.split())
-        print(f"§{h.section} {h.title}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
+        print(f"§{h.id} {h.title}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
         print(f"    {snippet[:160]}{'…' if len(snippet) > 160 else ''}")
     return 0
 

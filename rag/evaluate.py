@@ -1,6 +1,6 @@
 """Question sets and retrieval/answer metrics (pure functions on plain dicts).
 
-qrels: {qid: {section: relevance}}    run: {qid: {section: score}}
+qrels: {qid: {section id: relevance}}    run: {qid: {section id: score}}  (chapter-qualified ids, ch05/5.3)
 A question with no relevant section is one the chapter does not answer: retrieval metrics
 skip it; abstention metrics use it.
 """
@@ -132,6 +132,37 @@ def write_beir(questions: list[dict], directory: Path) -> None:
                 f.write(f"{q['id']}\t{s}\t1\n")
 
 
+def resolve_relevant(questions: list[dict], keys) -> list[dict]:
+    """The questions with every `relevant` id chapter-qualified against an index's section keys.
+
+    A qualified id (`ch05/5.3`) must name a section of the index; a bare one (`5.3`) is accepted
+    when exactly one chapter has it, and is an error listing the candidates otherwise.
+    """
+    keys = list(keys)
+    known = set(keys)
+    by_bare: dict[str, list[str]] = {}
+    for key in keys:
+        by_bare.setdefault(key.split("/", 1)[1], []).append(key)
+    out = []
+    for q in questions:
+        rel = []
+        for sid in q["relevant"]:
+            if sid in known:
+                rel.append(sid)
+                continue
+            cands = by_bare.get(sid, [])
+            if len(cands) == 1:
+                rel.append(cands[0])
+            elif cands:
+                raise RagError(f"question {q['id']}: section {sid!r} is ambiguous in this index; write one of "
+                               f"{', '.join(cands)}")
+            else:
+                raise RagError(f"question {q['id']}: no section {sid!r} in this index. Use a chapter-qualified "
+                               f"id such as {keys[0] if keys else 'ch05/5.3'}")
+        out.append({**q, "relevant": rel})
+    return out
+
+
 def to_qrels(questions: list[dict]) -> dict[str, dict[str, int]]:
     return {q["id"]: {s: 1 for s in q["relevant"]} for q in questions if q["relevant"]}
 
@@ -203,6 +234,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
 
     from .answer import answer
 
+    questions = resolve_relevant(questions, retriever.section_keys)
     qrels_all = to_qrels(questions)
     runs: dict[str, dict] = {m: {} for m in modes}
     times: dict[str, list[float]] = {m: [] for m in (*modes, "answer")}
@@ -214,7 +246,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
             t = time.perf_counter()
             hits = retriever.search(q["question"], k=k, mode=m)
             times[m].append(time.perf_counter() - t)
-            runs[m][q["id"]] = {h.section: h.score for h in hits}
+            runs[m][q["id"]] = {h.id: h.score for h in hits}
         t = time.perf_counter()
         a = answer(q["question"], retriever)
         times["answer"].append(time.perf_counter() - t)
@@ -233,7 +265,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
     for g, qs in groups.items():
         answerable = [q for q in qs if q["relevant"]]
         correct = [q for q in answerable if not answers[q["id"]].abstained and answers[q["id"]].citations
-                   and answers[q["id"]].citations[0].section in q["relevant"]]
+                   and answers[q["id"]].citations[0].id in q["relevant"]]
         answer_metrics[g] = {"accuracy": len(correct) / len(answerable) if answerable else 0.0,
                              "n": len(answerable), "unanswerable": len(qs) - len(answerable),
                              **abstention_scores(qs, {q["id"]: answers[q["id"]].abstained for q in qs})}
@@ -247,7 +279,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
         per_question.append({
             "id": q["id"], "question": q["question"], "lang": q["lang"], "relevant": q["relevant"],
             "retrieved": {m: _ranked(runs[m][q["id"]])[:5] for m in modes},
-            "answer": {"abstained": a.abstained, "cited": list(dict.fromkeys(c.section for c in a.citations))},
+            "answer": {"abstained": a.abstained, "cited": list(dict.fromkeys(c.id for c in a.citations))},
         })
     timing = {m: {"mean_ms": 1000 * sum(v) / len(v), "p50_ms": 1000 * sorted(v)[len(v) // 2]}
               for m, v in times.items() if v}
@@ -255,9 +287,10 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
             "answers": answer_metrics, "sections": sections, "timing": timing, "per_question": per_question}
 
 
-def _section_order(section: str):
+def _section_order(key: str):
+    chapter, _, section = key.rpartition("/")
     parts = section.split(".")
-    return (0, [int(p) for p in parts]) if all(p.isdigit() for p in parts) else (1, section)
+    return (chapter, 0, [int(p) for p in parts], "") if all(p.isdigit() for p in parts) else (chapter, 1, [], section)
 
 
 def failures(results: dict, mode: str = "hybrid") -> list[dict]:

@@ -3,10 +3,10 @@
     index/
       CURRENT         the name of the version readers load ("v-<id>"); replaced atomically
       v-<id>/         one complete build, never changed once CURRENT names it:
-      manifest.json   format version, encoder, chunking, corpus and file checksums
+      manifest.json   format version, encoder, chunking, corpus and file checksums, counts, build warnings
       chunks.jsonl    one chunk a line (ensure_ascii=False)
       vectors.faiss   FAISS index over normalized chunk vectors (inner product)
-      sections.jsonl  one section a line (chapter, id, title, source), in file order
+      sections.jsonl  one section a line (chapter, id, title, source, offsets, kind, parents), in file order
       titles.npy      the normalized vector of each section title, row for row
       sentences.jsonl every sentence (with its tokens, and for a translation its original)
       sentence_vectors.npy  the normalized vector of each sentence, row for row
@@ -43,16 +43,18 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .chunking import MAX_CHARS, align_blocks, align_sentences, chunk_sections, sentence_spans
-from .corpus import file_language, find_chapters, parse_sections, read_text
+from .align import apply_pairing, attach_originals, pair_sections
+from .chunking import MAX_CHARS
+from .corpus import find_chapters, read_corpus
+from .text import normalize
 from .embedding import Encoder
 from .glossary import GLOSSARY_FILE, read_glossary
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
-from .types import Chunk, DamagedIndexError, Section, IndexMissingError, RagError, StaleIndexError
+from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Section, StaleIndexError, section_key
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
@@ -61,76 +63,17 @@ _FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "sent
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """What is embedded and BM25-indexed for a chunk: its section title, then its text."""
-    return f"{chunk.title}\n{chunk.text}"
-
-
-def chapter_of(source: str) -> str:
-    """The chapter a file belongs to: its name without language suffix and extension."""
-    name = Path(source).name
-    for suffix in (".zh.md", ".en.md", ".md"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def read_corpus(corpus_dir: Path, max_chars: int = MAX_CHARS) -> tuple[list[Section], list[Chunk], dict, dict]:
-    """All sections and chunks of a corpus directory, the manifest's record of its files, and their texts.
-
-    Each file is read once: its hash is of the very text that was chunked.
-    """
-    sections: list[Section] = []
-    chunks: list[Chunk] = []
-    files, texts = {}, {}
-    for path in find_chapters(corpus_dir):
-        text = texts[path.name] = read_text(path)
-        lang = file_language(path.name, text)
-        file_sections = parse_sections(text, path.name)
-        sections += file_sections
-        chunks += chunk_sections(text, file_sections, lang, first_id=len(chunks), max_chars=max_chars)
-        files[path.name] = {"sha256": _sha256(text.encode("utf-8")), "lang": lang}
-    return sections, chunks, files, texts
+    """What is embedded and BM25-indexed for a chunk: its section title, then its text, normalized."""
+    return normalize(f"{chunk.title}\n{chunk.text}")
 
 
 def _corpus_names(corpus_dir: Path) -> set[str]:
     """The files an index depends on: the chapters and the glossary."""
-    return {p.name for p in corpus_dir.glob("*.md") if p.is_file()} | \
-        ({GLOSSARY_FILE} if (corpus_dir / GLOSSARY_FILE).is_file() else set())
-
-
-def read_sentences(sections: list[Section], files: dict, texts: dict[str, str]) -> list[dict]:
-    """Every sentence of every section; a sentence of a translation carries its aligned original.
-
-    A translation (`X.en.md` beside `X.zh.md`) is aligned block by block (paragraph, list item)
-    with its original section, then sentence by sentence inside a block (see align_sentences).
-    """
-    by_key = {(chapter_of(s.source), s.id, files[s.source]["lang"]): s for s in sections}
-    out = []
-    for sec in sections:
-        lang, text = files[sec.source]["lang"], texts[sec.source]
-        spans = sentence_spans(text, sec)
-        orig_sec = by_key.get((chapter_of(sec.source), sec.id, "zh")) if lang == "en" else None
-        blocks = align_blocks(text, sec, texts[orig_sec.source], orig_sec) if orig_sec else None
-        if orig_sec and blocks is None:
-            log.warning("%s §%s: paragraphs do not line up with %s; its sentences have no original",
-                        sec.source, sec.id, orig_sec.source)
-        orig_spans = {}
-        if blocks:
-            theirs = sentence_spans(texts[orig_sec.source], orig_sec)
-            for b in range(len(blocks)):
-                ours_b = [(a, z) for a, z, n, _ in spans if n == b]
-                theirs_b = [(a, z) for a, z, n, _ in theirs if n == b]
-                if ours_b and theirs_b:
-                    orig_spans.update(zip(ours_b, align_sentences(ours_b, theirs_b)))
-        for a, z, block, item in spans:
-            rec = {"source": sec.source, "section": sec.id, "title": sec.title, "lang": lang,
-                   "start": a, "end": z, "text": text[a:z], "block": block, "item": item}
-            if (a, z) in orig_spans:
-                oa, oz = orig_spans[(a, z)]
-                rec["original"] = {"source": orig_sec.source, "section": orig_sec.id, "title": orig_sec.title,
-                                   "lang": "zh", "start": oa, "end": oz, "text": texts[orig_sec.source][oa:oz]}
-            out.append(rec)
-    return out
+    try:
+        names = {p.relative_to(corpus_dir).as_posix() for p in find_chapters(corpus_dir)}
+    except RagError:
+        names = set()
+    return names | ({GLOSSARY_FILE} if (corpus_dir / GLOSSARY_FILE).is_file() else set())
 
 
 def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
@@ -142,27 +85,31 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
     check_target(corpus_dir, index_dir)
     check_index_type(index_type)
-    sections, chunks, files, file_texts = read_corpus(corpus_dir, max_chars)
-    if not chunks:
+    corpus = read_corpus(corpus_dir, max_chars)
+    if not corpus.chunks:
         raise RagError(f"{corpus_dir} has no text to index (only headings, or empty files). "
                        "Add chapter text under the headings.")
+    sentences, files, file_texts, report = corpus.sentences, corpus.files, corpus.texts, corpus.report
+    encoder = encoder or load_encoder()
+    titles = _encode_all(encoder, [s.title for s in corpus.sections], progress, "titles")
+    sentence_vectors = _encode_all(encoder, [normalize(s["text"]) for s in sentences], progress, "sentences",
+                                   titles.shape[1])
+    pairs = pair_sections(corpus.sections, sentences, sentence_vectors, titles, report)
+    sections, chunks = apply_pairing(pairs, corpus.sections, corpus.chunks, sentences)
+    attach_originals(sentences, sentence_vectors, file_texts)
     glossary_path = corpus_dir / GLOSSARY_FILE
     glossary = read_glossary(glossary_path)
-    encoder = encoder or load_encoder()
     texts = [embedding_text(c) for c in chunks]
     lexicon = make_lexicon(texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
-    vectors = _encode_all(encoder, texts, progress, "chunks")
-    titles = _encode_all(encoder, [s.title for s in sections], progress, "titles", vectors.shape[1])
-    sentences = read_sentences(sections, files, file_texts)
-    sentence_vectors = _encode_all(encoder, [s["text"] for s in sentences], progress, "sentences", vectors.shape[1])
+    vectors = _encode_all(encoder, texts, progress, "chunks", titles.shape[1])
     index = _faiss_index(vectors, index_type)
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         with _build_lock(index_dir):
             manifest = _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path,
                                       glossary, chunks, sections, sentences, tokenize, texts, lexicon, index, vectors,
-                                      titles, sentence_vectors)
+                                      titles, sentence_vectors, report)
     except OSError as e:
         raise RagError(f"cannot write the index at {index_dir} ({e.strerror or e}). The previous index, if any, "
                        "is unchanged. Free some disk space, or build into a writable directory with "
@@ -172,7 +119,8 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
 
 
 def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path, glossary, chunks,
-                   sections, sentences, tokenize, texts, lexicon, index, vectors, titles, sentence_vectors) -> dict:
+                   sections, sentences, tokenize, texts, lexicon, index, vectors, titles, sentence_vectors,
+                   report) -> dict:
     """Write a new version directory and point CURRENT at it (call with the build lock held)."""
     import faiss
 
@@ -189,11 +137,11 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
         faiss.write_index(index, str(tmp / "vectors.faiss"))
         with open(tmp / "sections.jsonl", "w", encoding="utf-8", newline="\n") as f:
             for sec in sections:
-                f.write(json.dumps({"chapter": chapter_of(sec.source), **asdict(sec)}, ensure_ascii=False) + "\n")
+                f.write(json.dumps(asdict(sec), ensure_ascii=False) + "\n")
         np.save(tmp / "titles.npy", titles, allow_pickle=False)
         with open(tmp / "sentences.jsonl", "w", encoding="utf-8", newline="\n") as f:
             for rec in sentences:
-                f.write(json.dumps({**rec, "tokens": tokenize(rec["text"])}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({**rec, "tokens": tokenize(normalize(rec["text"]))}, ensure_ascii=False) + "\n")
         np.save(tmp / "sentence_vectors.npy", sentence_vectors, allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
         if glossary:
@@ -211,7 +159,8 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
             "corpus": {**files, **({GLOSSARY_FILE: {"sha256": _sha256(glossary_path.read_bytes()), "lang": "glossary"}}
                                    if glossary else {})},
-            "counts": {"sections": len({(chapter_of(s.source), s.id) for s in sections}), "chunks": len(chunks)},
+            "counts": build_counts(sections, chunks, sentences),
+            "warnings": report.to_dict(),
             "files": {p.relative_to(tmp).as_posix(): _sha256(p.read_bytes())
                       for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
@@ -223,10 +172,17 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
         # The version's name is its content's: rebuilding an unchanged corpus names the same version.
         version = "v-" + _sha256(json.dumps({k: v for k, v in manifest.items() if k != "corpus_dir"},
                                             sort_keys=True).encode())[:16]
-        if (index_dir / version).is_dir():
+        target = index_dir / version
+        if target.is_dir() and _same_files(tmp, target):
             shutil.rmtree(tmp)
         else:
-            os.rename(tmp, index_dir / version)
+            if target.is_dir():  # that version damaged or edited since: readers of it fail anyway
+                old = Path(tempfile.mkdtemp(prefix=".tmp-", dir=index_dir))
+                os.rename(target, old / version)
+                os.rename(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -240,6 +196,14 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
         if p.name not in (version, previous) and _VERSION.fullmatch(p.name):
             shutil.rmtree(p, ignore_errors=True)
     return manifest
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same files with the same bytes."""
+    files = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
+    if files != {p.relative_to(b) for p in b.rglob("*") if p.is_file()}:
+        return False
+    return all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
 CURRENT = "CURRENT"
@@ -325,6 +289,22 @@ def check_index_type(index_type: str) -> None:
                        "Use 'Flat' for small corpora, or e.g. 'HNSW32' or 'IVF16,Flat'.")
 
 
+def build_counts(sections: list[Section], chunks: list[Chunk], sentences: list[dict]) -> dict:
+    """The build's figures: chapters, sections (by qualified id), chunks, sentences."""
+    return {"chapters": len({s.chapter for s in sections}), "sections": len({s.key for s in sections}),
+            "chunks": len(chunks), "sentences": len(sentences)}
+
+
+def build_report(manifest: dict) -> str:
+    """The short report `rag build` ends with: counts, then each warning kind with its first examples."""
+    c = manifest["counts"]
+    lines = [f"{c['chapters']} chapters, {c['sections']} sections, {c['chunks']} chunks, {c['sentences']} sentences"]
+    for kind, w in manifest.get("warnings", {}).items():
+        lines.append(f"warning: {w['count']} x {kind}")
+        lines += [f"  - {ex}" for ex in w["examples"]]
+    return "\n".join(lines)
+
+
 def _encode_all(encoder: Encoder, texts: list[str], progress: bool, what: str = "chunks", dim: int | None = None,
                 batch: int = 32) -> np.ndarray:
     if not texts:
@@ -369,7 +349,7 @@ class LoadedIndex:
     path: Path
     manifest: dict
     chunks: list[Chunk]
-    sections: list[dict]  # chapter, id, title, source, start, end
+    sections: list[Section]
     vectors: object  # faiss.Index
     titles: np.ndarray  # one row per entry of sections
     sentences: list[dict]
@@ -387,10 +367,9 @@ class LoadedIndex:
         """The language of a corpus file ('zh' or 'en')."""
         return self.manifest["corpus"][source]["lang"]
 
-    def find_section(self, chapter: str, section: str, lang: str) -> dict | None:
-        """A section's record in the given language, else in the original (zh), else in any language."""
-        found = {self.lang_of(s["source"]): s for s in self.sections
-                 if s["chapter"] == chapter and s["id"] == section}
+    def find_section(self, key: str, lang: str) -> Section | None:
+        """A section (by qualified id) in the given language, else in the original (zh), else in any language."""
+        found = {self.lang_of(s.source): s for s in self.sections if s.key == key}
         return found.get(lang) or found.get("zh") or next(iter(found.values()), None)
 
 
@@ -419,6 +398,7 @@ def _read_manifest(index_dir: Path, files_dir: Path) -> dict:
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 _LANGS = ("zh", "en")
+_COUNTS = ("chapters", "sections", "chunks", "sentences")
 
 
 def _manifest_problem(m) -> str | None:
@@ -442,10 +422,15 @@ def _manifest_problem(m) -> str | None:
         return "'encoder' needs an 'id' string and a positive 'dim'"
     if not is_int(m["chunking"].get("max_chars"), 1):
         return "'chunking.max_chars' must be a positive integer"
-    if not is_int(m["counts"].get("sections")) or not is_int(m["counts"].get("chunks")):
-        return "'counts' needs 'sections' and 'chunks' integers"
+    if not all(is_int(m["counts"].get(k)) for k in _COUNTS):
+        return f"'counts' needs {', '.join(map(repr, _COUNTS))} integers"
+    warnings = m.get("warnings", {})
+    if not isinstance(warnings, dict) or not all(
+            isinstance(w, dict) and is_int(w.get("count")) and isinstance(w.get("examples"), list)
+            and all(isinstance(ex, str) for ex in w["examples"]) for w in warnings.values()):
+        return "'warnings' must map each kind to a 'count' and a list of 'examples'"
     for name, rec in m["corpus"].items():
-        if not relative(name) or "/" in name or not isinstance(rec, dict) \
+        if not relative(name) or not isinstance(rec, dict) \
                 or not isinstance(rec.get("sha256"), str) or not _SHA.fullmatch(rec["sha256"]) \
                 or rec.get("lang") not in (*_LANGS, "glossary"):
             return f"corpus entry {name!r} needs a sha256 and a lang (zh, en or glossary)"
@@ -520,7 +505,7 @@ def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> Loade
         with open(files_dir / "chunks.jsonl", encoding="utf-8") as f:
             chunks = [Chunk(**json.loads(line)) for line in f]
         with open(files_dir / "sections.jsonl", encoding="utf-8") as f:
-            sections = [json.loads(line) for line in f]
+            sections = [Section(**{**rec, "parents": tuple(rec["parents"])}) for rec in map(json.loads, f)]
         titles = np.load(files_dir / "titles.npy", allow_pickle=False)
         with open(files_dir / "sentences.jsonl", encoding="utf-8") as f:
             sentences = [json.loads(line) for line in f]
@@ -556,16 +541,23 @@ def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vect
             return f"{name} are {arr.dtype} {arr.shape}, expected finite float32 ({rows}, {dim})"
     keys = set()
     for s in sections:
-        if not isinstance(s, dict) or not all(isinstance(s.get(f), str) for f in ("chapter", "id", "title", "source")) \
-                or s["source"] not in corpus or corpus[s["source"]]["lang"] not in _LANGS:
+        if not isinstance(s, Section) or not all(isinstance(getattr(s, f), str) for f in ("chapter", "id", "title", "source", "kind")) \
+                or not all(isinstance(p, str) for p in s.parents) \
+                or s.source not in corpus or corpus[s.source]["lang"] not in _LANGS:
             return f"a section record is malformed or names an unknown file: {str(s)[:80]}"
-        keys.add((s["chapter"], s["id"]))
+        keys.add(s.key)
+    counts = manifest["counts"]
+    if len(keys) != counts["sections"] or len({s.chapter for s in sections}) != counts["chapters"] \
+            or len(sentences) != counts["sentences"]:
+        return f"{len(keys)} sections and {len(sentences)} sentences, the manifest counts {counts}"
     for i, c in enumerate(chunks):
-        if c.id != i or c.lang not in _LANGS or c.source not in corpus or (chapter_of(c.source), c.section) not in keys:
-            return f"chunk {i} has a wrong id, language, file or an unknown section {c.section!r}"
+        if c.id != i or c.lang not in _LANGS or c.source not in corpus or not isinstance(c.chapter, str) \
+                or not isinstance(c.section, str) or c.key not in keys:
+            return f"chunk {i} has a wrong id, language, file or an unknown section {c.key!r}"
     for s in sentences:
         if not isinstance(s, dict) or not isinstance(s.get("text"), str) or s.get("source") not in corpus \
-                or (chapter_of(s["source"]), s.get("section")) not in keys or not isinstance(s.get("tokens"), list):
+                or not isinstance(s.get("chapter"), str) or not isinstance(s.get("section"), str) \
+                or section_key(s["chapter"], s["section"]) not in keys or not isinstance(s.get("tokens"), list):
             return f"a sentence record is malformed or names an unknown section: {str(s)[:80]}"
     per_lang = {lang: sum(c.lang == lang for c in chunks) for lang in _LANGS}
     for lang, b in bm25.items():

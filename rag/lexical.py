@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
-_RUN = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
+_RUN = re.compile(rf"[{_CJK}]+|[a-z0-9\u03b1-\u03c9]+")
+# "1×1", "1 x 1", "1*1", "1乘1" are all the token "1x1" (the book writes $1\times1$, readers 1x1).
+_PRODUCT = re.compile(r"(\d)[ \t]*[×x*乘][ \t]*(?=\d)")
 _CJK_RUN = re.compile(rf"[{_CJK}]")
 
 STOP_ZH = frozenset(
@@ -64,7 +66,7 @@ class Tokenizer:
     def words(self, text: str) -> list[str]:
         """All word tokens of text, stop words included (used to build a lexicon)."""
         out: list[str] = []
-        for run in _RUN.findall(text.lower()):
+        for run in _RUN.findall(_PRODUCT.sub(r"\1x", text.lower())):
             if _CJK_RUN.match(run):
                 out.extend(self._jieba.cut_for_search(run, HMM=False))
             else:

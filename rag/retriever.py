@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .glossary import translations
+from .text import normalize
 from .embedding import Encoder, load_encoder
-from .index import DEFAULT_INDEX, LoadedIndex, build_index, chapter_of, load_index, read_manifest
+from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
 from .types import DamagedIndexError, Hit, IndexMissingError, RagError, StaleIndexError
 
 MODES = ("hybrid", "dense", "lexical")
@@ -67,21 +68,29 @@ class Retriever:
         self.index = index
         self.encoder = encoder
         self.chunks = index.chunks
-        # Sections are keyed by (chapter, id), so a section and its translation are one section.
-        keys: dict[tuple[str, str], int] = {}
+        # Sections are keyed by their qualified id, so a section and its translation are one section.
+        keys: dict[str, int] = {}
         for sec in index.sections:
-            keys.setdefault((sec["chapter"], sec["id"]), len(keys))
+            keys.setdefault(sec.key, len(keys))
         self.section_keys = list(keys)
-        self.section_index = keys  # (chapter, id) -> position in section_keys
-        self._chunk_section = np.array([keys[(chapter_of(c.source), c.section)] for c in self.chunks])
-        self._title_section = np.array([keys[(s["chapter"], s["id"])] for s in index.sections])
+        self.section_index = keys  # qualified id -> position in section_keys
+        self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
+        self._title_section = np.array([keys[s.key] for s in index.sections], dtype=np.int64)
         chunk_langs = np.array([c.lang for c in self.chunks])
-        title_langs = np.array([index.lang_of(s["source"]) for s in index.sections])
-        # A question is matched against text in its own language when the corpus has some
-        # (a translation beside the original); otherwise against everything, cross-lingually.
+        title_langs = np.array([index.lang_of(s.source) for s in index.sections])
+        chunk_chapters = np.array([c.chapter for c in self.chunks])
+        title_chapters = np.array([s.chapter for s in index.sections])
+        # A question is matched against text in its own language in the chapters that have some
+        # (a translation beside the original), and cross-lingually in the other chapters.
         self._lexical = {lang: (scorer, np.flatnonzero(chunk_langs == lang)) for lang, scorer in index.bm25.items()}
-        self._masks = {lang: ((chunk_langs == lang) | ~np.any(chunk_langs == lang),
-                              (title_langs == lang) | ~np.any(title_langs == lang)) for lang in ("zh", "en")}
+        self._masks, self._own, self._cross = {}, {}, {}
+        for lang in ("zh", "en"):
+            has = {ch for ch, lg in zip(chunk_chapters, chunk_langs) if lg == lang}
+            own_chunks = chunk_langs == lang
+            self._own[lang] = own_chunks
+            self._masks[lang] = (own_chunks | ~np.isin(chunk_chapters, list(has)),
+                                 (title_langs == lang) | ~np.isin(title_chapters, list(has)))
+            self._cross[lang] = bool(np.any(self._masks[lang][0] & ~own_chunks))
 
     @classmethod
     def load(cls, index_dir: str | Path = DEFAULT_INDEX) -> "Retriever":
@@ -112,7 +121,6 @@ class Retriever:
         n = len(self.chunks)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
-        same_language = lang in self._lexical
         title = None
         if mode in ("hybrid", "dense"):
             qv = self.embed(query) if qv is None else qv
@@ -122,21 +130,26 @@ class Retriever:
             dense[ids[0][ok]] = np.clip(sims[0][ok], 0.0, 1.0)
             title = np.zeros(len(self.section_keys), dtype=np.float32)
             np.maximum.at(title, self._title_section, np.clip(self.index.titles @ qv[0], 0.0, 1.0) * title_mask)
+        own = self._own[lang]
         if mode != "dense":
-            tokens = self.index.tokenize(query)
-            if not same_language:
-                tokens += self.index.tokenize(" ".join(translations(query, self.index.glossary)))
+            tokens = self.index.tokenize(normalize(query))
             lexical = np.zeros(n, dtype=np.float32)
-            for scorer, ids in ([self._lexical[lang]] if same_language else self._lexical.values()):
-                lexical[ids] = scorer.scores(tokens)
-            top = float(lexical.max()) if n else 0.0
-            lexical = lexical / top if top > 0 else lexical
+            if lang in self._lexical:  # own-language text, scored and scaled on its own
+                scorer, ids = self._lexical[lang]
+                lexical[ids] = _scaled(scorer.scores(tokens))
+            if self._cross[lang]:  # other chapters: cross-lingually, with the glossary's translations
+                cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
+                for other, (scorer, ids) in self._lexical.items():
+                    if other != lang:
+                        lexical[ids] = _scaled(scorer.scores(cross_tokens))
         if mode == "dense":
             chunk = dense
         elif mode == "lexical":
             chunk = lexical
         else:
-            w = DENSE_WEIGHT[lang] if same_language else CROSS_LINGUAL_DENSE_WEIGHT
+            # With chapters matched cross-lingually beside own-language ones, every chunk is scored
+            # the cross-lingual way, so that the scores of both kinds compare.
+            w = CROSS_LINGUAL_DENSE_WEIGHT if self._cross[lang] else DENSE_WEIGHT[lang]
             chunk = w * dense + (1.0 - w) * lexical
         chunk = chunk * chunk_mask
         section = np.zeros(len(self.section_keys), dtype=np.float32)
@@ -156,7 +169,8 @@ class Retriever:
                 break
             c = self.chunks[best[int(sec)]]
             hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(section_scores[sec]), 6),
-                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id))
+                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id,
+                            chapter=c.chapter, id=c.key))
         return hits
 
 
@@ -182,3 +196,9 @@ def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | N
         build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
                     manifest["chunking"]["max_chars"], progress=True)
     return Retriever.load(index_dir)
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    """Scores divided by their maximum (all zero stays zero)."""
+    top = float(scores.max()) if len(scores) else 0.0
+    return scores / top if top > 0 else scores

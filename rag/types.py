@@ -21,15 +21,41 @@ class DamagedIndexError(RagError):
     """An index file is truncated, edited or missing."""
 
 
+def section_key(chapter: str, section: str) -> str:
+    """The one name of a section everywhere: its chapter-qualified id, e.g. "ch05/5.3"."""
+    return f"{chapter}/{section}"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A leaf block of a markdown file: paragraph, item, quote, heading, row, code, html or math."""
+
+    kind: str
+    start: int
+    end: int
+
+
 @dataclass(frozen=True)
 class Section:
-    """A numbered part of a chapter file; `start`/`end` delimit its body in the file."""
+    """A numbered part of a chapter file; `start`/`end` delimit its body in the file.
+
+    `id` is the bare id (`5.3`, `13.5~2`, `Reference`), `key` the chapter-qualified one
+    (`ch05/5.3`); `kind` is "text", "references" or "checklist" (the last two are searchable
+    but not quoted in answers); `parents` are the titles of enclosing headings that have no text.
+    """
 
     id: str
     title: str
     source: str
     start: int
     end: int
+    chapter: str = ""
+    kind: str = "text"
+    parents: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return section_key(self.chapter, self.id)
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,11 @@ class Chunk:
     end: int
     text: str
     lang: str
+    chapter: str = ""
+
+    @property
+    def key(self) -> str:
+        return section_key(self.chapter, self.section)
 
 
 @dataclass(frozen=True)
@@ -59,6 +90,8 @@ class Hit:
     end: int
     lang: str = "zh"
     chunk: int = -1
+    chapter: str = ""
+    id: str = ""  # the qualified section id, e.g. "ch10/10.3"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +109,8 @@ class Citation:
     end: int
     lang: str
     original: Citation | None = None
+    chapter: str = ""
+    id: str = ""  # the qualified section id
 
     def to_dict(self) -> dict:
         """JSON-ready fields; `original` only for a translated quote."""

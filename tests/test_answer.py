@@ -58,7 +58,8 @@ def test_not_covered_questions_abstain_with_suggestions(retriever):
         a = answer(q, retriever)
         assert a.abstained and a.language == lang and phrase in a.answer
         assert a.citations == () and 1 <= len(a.suggestions) <= 3
-        assert all(set(s) == {"section", "title"} for s in a.suggestions)
+        assert all(set(s) == {"section", "chapter", "id", "title"} for s in a.suggestions)
+        assert all(s["id"] == f"{s['chapter']}/{s['section']}" for s in a.suggestions)
 
 
 def test_explicit_language_overrides_detection(retriever):
@@ -111,8 +112,17 @@ def test_ask_json_cli():
     d = json.loads(out.stdout)
     assert set(d) == {"question", "language", "answer", "abstained", "citations", "suggestions"}
     c = d["citations"][0]
-    assert set(c) == {"section", "title", "quote", "source", "start", "end", "lang", "original"}
-    assert set(c["original"]) == {"section", "title", "quote", "source", "start", "end", "lang"}
+    assert set(c) == {"section", "chapter", "id", "title", "quote", "source", "start", "end", "lang", "original"}
+    assert c["chapter"] == "ch10" and c["id"] == "ch10/" + c["section"]
+    assert set(c["original"]) == {"section", "chapter", "id", "title", "quote", "source", "start", "end", "lang"}
     out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", "x", "--lang", "fr"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("error: unknown answer language")
+
+
+def test_reference_lists_are_quoted_only_when_found_first(answers, retriever):
+    kinds = {s.key: s.kind for s in retriever.index.sections}
+    assert kinds["ch10/Reference"] == "references"
+    for a in answers.values():
+        if a.citations and kinds[a.citations[0].id] == "text":
+            assert all(kinds[c.id] == "text" for c in a.citations), a.question

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, http
-from rag.app import md_escape, render_answer
+from rag.app import anchor, md_escape, render_answer
 from rag.feedback import append_feedback, feedback_record
 
 ARTIFACTS = REPO / "artifacts" / "screenshots"
@@ -81,7 +81,9 @@ def test_rendering_escapes_html_and_markdown(retriever):
 
     assert md_escape("[x](javascript:alert(1)) <b>") == r"\[x\]\(javascript:alert\(1\)\) &lt;b&gt;"
     md = render_answer(answer("什么是负迁移？", retriever))
-    assert "(#src-10-14)" in md and "\\*\\*" not in md.split("\n")[0]
+    assert f"(#{anchor('ch10/10.14')})" in md and "\\*\\*" not in md.split("\n")[0]
+    # distinct anchors for qualified ids, also non-ASCII ones
+    assert len({anchor(k) for k in ("ch10/参考文献", "ch10/小结", "ch05/5.1", "ch06/5.1")}) == 4
 
 
 def test_feedback_log_concurrent_writers_and_eval_format(tmp_path):
@@ -149,7 +151,7 @@ def test_browser_end_to_end(server):
         ask("什么是负迁移？", "本章在")
         chat = page.locator("#chat")
         assert "负迁移(Negative Transfer)指的是" in chat.inner_text()
-        assert chat.locator("a[href='#src-10-14']").count() >= 1  # the clickable citation
+        assert chat.locator(f"a[href='#{anchor('ch10/10.14')}']").count() >= 1  # the clickable citation
         assert page.locator("#sources mark").count() >= 1 and "§10.14" in page.locator("#sources").inner_text()
         page.screenshot(path=str(ARTIFACTS / "answer_zh.png"), full_page=True)
 
@@ -170,8 +172,24 @@ def test_browser_end_to_end(server):
         page.click("#pick-send")
         page.get_by_text("Thanks!").wait_for(timeout=10000)
         records = [json.loads(x) for x in server["feedback"].read_text(encoding="utf-8").splitlines()]
-        assert records[-1]["feedback"] == "down" and records[-1]["relevant"] == ["10.14"]
+        assert records[-1]["feedback"] == "down" and records[-1]["relevant"] == ["ch10/10.14"]
         assert records[-1]["question"] == "What is negative transfer?"
         page.set_viewport_size({"width": 390, "height": 844})
         page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
         browser.close()
+
+
+def test_feedback_buttons_show_a_write_error_instead_of_raising(retriever, tmp_path):
+    """👍 and the 👎 picker catch the RagError of an unwritable feedback file and show its message."""
+    import gradio as gr
+
+    from rag.app import build_ui
+
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    demo = build_ui(retriever, tmp_path / "file" / "feedback.jsonl")  # its parent is a file: unwritable
+    fns = {f.name: f.fn for f in demo.fns.values()}
+    log = [{"index": 1, "question": "什么是负迁移？", "lang": "zh", "cited": ["ch10/10.6"]}]
+    _, note, _ = fns["on_like"](log, gr.LikeData(target=None, data={"index": 1, "value": "", "liked": True}))
+    assert note.startswith("⚠️") and "cannot write feedback" in note
+    _, note, kept = fns["on_pick"]("ch10/10.6", [log[0] | {"pending": True}])
+    assert note.startswith("⚠️") and "cannot write feedback" in note and kept[0]["pending"]

@@ -1,13 +1,14 @@
 from conftest import REPO
-from rag.chunking import chunk_sections, split_blocks, split_sentences
-from rag.corpus import parse_sections, read_text
+from rag.chunking import block_sentences, chunk_sections, split_sentences
+from rag.corpus import parse_blocks, parse_sections, read_text
 
 CHAPTER = REPO / "corpus" / "ch10_transfer_learning.zh.md"
 
 
 def _chunks(max_chars=600):
     text = read_text(CHAPTER)
-    return text, chunk_sections(text, parse_sections(text, CHAPTER.name), "zh", max_chars=max_chars)
+    return text, chunk_sections(text, parse_sections(text, CHAPTER.name), parse_blocks(text)[1], "zh",
+                                max_chars=max_chars)
 
 
 def test_every_chunk_is_an_exact_slice_of_its_file():
@@ -37,21 +38,30 @@ def test_chunks_cover_every_sentence_of_their_section():
         assert covered == body
 
 
-def test_split_blocks_and_sentences():
+def test_blocks_and_sentences():
     t = "第一段第一句。第二句！\n\n- 列表一\n- 列表二\n续行\n"
-    blocks = [t[s:e] for s, e in split_blocks(t, 0, len(t))]
-    assert blocks == ["第一段第一句。第二句！", "- 列表一", "- 列表二\n续行"]
-    sents = [t[s:e] for s, e in split_sentences(t, 0, 11)]
-    assert sents == ["第一段第一句。", "第二句！"]
+    blocks = parse_blocks(t)[1]
+    assert [(b.kind, t[b.start:b.end]) for b in blocks] == [
+        ("paragraph", "第一段第一句。第二句！"), ("item", "- 列表一"), ("item", "- 列表二\n续行")]
+    assert [t[s:e] for s, e in block_sentences(t, blocks[0])] == ["第一段第一句。", "第二句！"]
+    assert [t[s:e] for s, e in block_sentences(t, blocks[2])] == ["列表二\n续行"]  # the marker is not quoted
     en = "One sentence. Another one? Yes!"
     assert [en[s:e] for s, e in split_sentences(en, 0, len(en))] == ["One sentence.", "Another one?", "Yes!"]
 
 
-def test_align_sentences_pairs_by_position():
-    from rag.chunking import align_sentences
+def test_sentence_never_ends_inside_math_or_contains_markup():
+    t = "Use $a. b$ here. A picture ![x](img/a.png) then text.<br/>Next&emsp;one.\u200bLast.\n"
+    spans = block_sentences(t, parse_blocks(t)[1][0])
+    assert [t[s:e] for s, e in spans] == ["Use $a. b$ here.", "A picture", "then text.", "Next&emsp;one.", "Last."]
 
-    theirs = [(0, 10), (10, 20), (20, 30)]
-    assert align_sentences([(0, 5), (5, 9), (9, 12)], theirs) == theirs  # as many: one to one
-    # two of ours over three of theirs (by length): each takes the ones whose middle falls in its share
-    assert align_sentences([(0, 50), (50, 100)], theirs) == [(0, 10), (10, 30)]
-    assert align_sentences([(0, 10), (10, 20), (20, 30), (30, 40)], [(0, 40)]) == [(0, 40)] * 4
+
+def test_sentence_does_not_end_inside_bold():
+    t = "**Rule one. Rule two.** Then more.\n"
+    spans = block_sentences(t, parse_blocks(t)[1][0])
+    assert [t[s:e] for s, e in spans] == ["**Rule one. Rule two.**", "Then more."]
+
+
+def test_zero_width_space_inside_math_leaves_the_math_out_whole():
+    t = "$1\\times1\u200b$卷积的作用主要为以下两点：\n"
+    spans = block_sentences(t, parse_blocks(t)[1][0])
+    assert [t[s:e] for s, e in spans] == ["卷积的作用主要为以下两点："]

@@ -17,7 +17,8 @@ def test_search_json():
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)
     assert hits[0]["section"] == "10.14"
-    assert set(hits[0]) >= {"section", "title", "text", "score", "source", "start", "end"}
+    assert set(hits[0]) >= {"section", "chapter", "id", "title", "text", "score", "source", "start", "end"}
+    assert hits[0]["id"] == f"{hits[0]['chapter']}/{hits[0]['section']}"
 
 
 def test_errors_are_one_line_with_status_2(tmp_path):

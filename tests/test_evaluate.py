@@ -131,3 +131,22 @@ def test_ci_guard_test_part_stays_above_committed_floors():
     """The regression guard: retrieval and answers on the held-out test part stay above eval/floors.json."""
     out = rag("eval", "--split", "test", "--modes", "hybrid", "--quiet", "--floors", str(REPO / "eval" / "floors.json"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+
+
+def test_relevant_ids_are_chapter_qualified():
+    from rag.evaluate import resolve_relevant
+
+    keys = ["ch05/5.1", "ch06/5.1", "ch10/10.3", "ch10/Reference"]
+    qs = [{"id": "a", "relevant": ["10.3", "ch05/5.1"]}, {"id": "b", "relevant": ["Reference"]}]
+    assert [q["relevant"] for q in resolve_relevant(qs, keys)] == [["ch10/10.3", "ch05/5.1"], ["ch10/Reference"]]
+    with pytest.raises(RagError, match="ambiguous.*ch05/5.1, ch06/5.1"):
+        resolve_relevant([{"id": "c", "relevant": ["5.1"]}], keys)
+    with pytest.raises(RagError, match="no section '9.9'"):
+        resolve_relevant([{"id": "d", "relevant": ["9.9"]}], keys)
+
+
+def test_shipped_questions_resolve_on_the_chapter_index(retriever):
+    from rag.evaluate import read_questions, resolve_relevant
+
+    qs = resolve_relevant(read_questions(REPO / "eval" / "questions.jsonl"), retriever.section_keys)
+    assert all(r.startswith("ch10/") for q in qs for r in q["relevant"])

@@ -26,7 +26,7 @@ from rag import cli
 from rag.answer import answer
 from rag.evaluate import read_questions
 from rag.feedback import append_feedback, check_feedback_path, feedback_record
-from rag.index import build_index, load_index, version_dir
+from rag.index import FORMAT_VERSION, build_index, load_index, version_dir
 from rag.retriever import Retriever
 from rag.types import DamagedIndexError, RagError, StaleIndexError
 
@@ -93,6 +93,17 @@ def test_build_into_an_empty_directory_and_over_its_own_index(tmp_path, small_co
     assert load_index(empty).vectors.ntotal == 3
 
 
+def test_rebuilding_repairs_a_damaged_version_of_the_same_content(built, small_corpus, fake_encoder):
+    """The rebuild the DamagedIndexError message asks for must replace the damaged files, not keep them."""
+    chunks = version_dir(built) / "chunks.jsonl"
+    chunks.write_text(chunks.read_text(encoding="utf-8").replace("猫", "虎", 1), encoding="utf-8")
+    with pytest.raises(DamagedIndexError):
+        load_index(built)
+    build_index(small_corpus, built, fake_encoder)
+    assert load_index(built).vectors.ntotal == 3
+    assert not [p for p in built.iterdir() if p.name.startswith(".tmp-")]
+
+
 def test_an_index_from_before_versioning_loads_and_is_rebuilt_beside_its_files(tmp_path, small_corpus, fake_encoder,
                                                                               built):
     flat = tmp_path / "flat"
@@ -124,7 +135,7 @@ def test_serving_commands_rebuild_a_stale_index_and_say_so(built, small_corpus, 
     (small_corpus / "animals.zh.md").write_text(SMALL_ZH + "\n## 2.1 新鲜事\n\n新内容。\n", encoding="utf-8")
     assert cli.main(["search", "新鲜事", "--index", str(built), "-k", "1"]) == 0
     out = capsys.readouterr()
-    assert "stale" in out.err and "rebuilding it now" in out.err and "§2.1" in out.out
+    assert "stale" in out.err and "rebuilding it now" in out.err and "§animals/2.1" in out.out
 
 
 def test_two_concurrent_builds_serialise(tmp_path, small_corpus):
@@ -245,7 +256,7 @@ def test_headings_only_corpus_is_a_clear_error(tmp_path, fake_encoder):
     corpus = tmp_path / "c"
     corpus.mkdir()
     (corpus / "a.md").write_text("# 标题\n\n## 1.1 小节\n\n## 1.2 另一节\n", encoding="utf-8")
-    with pytest.raises(RagError, match="no text to index"):
+    with pytest.raises(RagError, match="has no text"):
         build_index(corpus, tmp_path / "index", fake_encoder)
 
 
@@ -321,7 +332,7 @@ def rehash(vdir):
     (vdir / "manifest.json").write_text(json.dumps(m))
 
 
-@pytest.mark.parametrize("manifest", ["null", "[]", '"x"', "{}", '{"format_version": 1}'])
+@pytest.mark.parametrize("manifest", ["null", "[]", '"x"', "{}", json.dumps({"format_version": FORMAT_VERSION})])
 def test_malformed_manifests(built, manifest):
     (version_dir(built) / "manifest.json").write_text(manifest)
     with pytest.raises(DamagedIndexError, match="not a valid manifest"):
@@ -374,14 +385,41 @@ def _edit(vdir, damage):
         c = json.loads(lines[0])
         c["section"] = "99.9"
         (vdir / "chunks.jsonl").write_text("\n".join([json.dumps(c, ensure_ascii=False), *lines[1:]]) + "\n")
+    elif damage == "unknown chapter":
+        lines = (vdir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+        c = json.loads(lines[0])
+        c["chapter"] = "ch99"
+        (vdir / "chunks.jsonl").write_text("\n".join([json.dumps(c, ensure_ascii=False), *lines[1:]]) + "\n")
+    elif damage == "a sentence missing":
+        lines = (vdir / "sentences.jsonl").read_text(encoding="utf-8").splitlines()
+        (vdir / "sentences.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    elif damage == "section parents not text":
+        lines = (vdir / "sections.jsonl").read_text(encoding="utf-8").splitlines()
+        rec = json.loads(lines[0])
+        rec["parents"] = [1]
+        (vdir / "sections.jsonl").write_text("\n".join([json.dumps(rec, ensure_ascii=False), *lines[1:]]) + "\n")
     rehash(vdir)
 
 
 @pytest.mark.parametrize("damage", ["256-d vectors", "NaN chunk vectors", "NaN titles", "float64 titles", "NaN BM25 data",
-                                    "BM25 ids out of range", "unknown section id"])
+                                    "BM25 ids out of range", "unknown section id", "unknown chapter",
+                                    "a sentence missing", "section parents not text"])
 def test_consistently_edited_arrays_are_refused(built, damage):
     _edit(version_dir(built), damage)
     with pytest.raises(DamagedIndexError, match="inconsistent|damaged"):
+        load_index(built)
+
+
+@pytest.mark.parametrize("edit", [lambda m: m["counts"].pop("sentences"), lambda m: m["counts"].update(chapters="1"),
+                                  lambda m: m.update(warnings=[]),
+                                  lambda m: m.update(warnings={"table of contents": {"count": 1, "examples": [3]}})])
+def test_format_2_counts_and_warnings_are_checked(built, edit):
+    vdir = version_dir(built)
+    m = json.loads((vdir / "manifest.json").read_text())
+    assert set(m["counts"]) == {"chapters", "sections", "chunks", "sentences"} and isinstance(m["warnings"], dict)
+    edit(m)
+    (vdir / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DamagedIndexError, match="not a valid manifest"):
         load_index(built)
 
 

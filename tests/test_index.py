@@ -19,11 +19,12 @@ def built(tmp_path, small_corpus, fake_encoder):
 
 def test_build_writes_a_complete_manifest(built, small_corpus):
     m = json.loads((version_dir(built) / "manifest.json").read_text(encoding="utf-8"))
-    assert m["format_version"] == 1 and m["package_version"]
+    assert m["format_version"] == 2 and m["package_version"]
     assert m["encoder"] == {"id": "fake-chars", "dim": 64}
     assert m["index_type"] == "Flat" and m["chunking"] == {"max_chars": 600}
     assert set(m["corpus"]) == {"animals.zh.md"} and len(m["corpus"]["animals.zh.md"]["sha256"]) == 64
-    assert m["counts"] == {"sections": 3, "chunks": 3}
+    assert m["counts"] == {"chapters": 1, "sections": 3, "chunks": 3, "sentences": 7}
+    assert m["warnings"] == {}
     lines = (version_dir(built) / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
     assert "猫是一种小型食肉动物" in lines[0]  # ensure_ascii=False: Chinese stays readable
 
@@ -140,7 +141,7 @@ def test_committed_index_is_fresh(tmp_path):
 
 def test_read_corpus_keeps_offsets_across_files(small_corpus):
     shutil.copy(small_corpus / "animals.zh.md", small_corpus / "second.md")
-    sections, chunks, files, texts = read_corpus(small_corpus)
+    chunks = read_corpus(small_corpus).chunks
     assert [c.id for c in chunks] == list(range(len(chunks)))
     for c in chunks:
         assert (small_corpus / c.source).read_text(encoding="utf-8")[c.start:c.end] == c.text

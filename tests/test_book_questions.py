@@ -1,0 +1,87 @@
+"""The book question set (eval/book_questions.jsonl) is valid against the book as the loader reads it.
+
+Loader only, no index: every gold id is a section key of rag.corpus.read_corpus(book/), evidence
+is exact and inside its gold section, no question copies its gold heading, and nothing quotable
+in a gold section (evidence, the loader's sentences) holds an image link, HTML tag or zero-width
+character. The checks live in eval/check_book_questions.py (also a command).
+"""
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rag.corpus import read_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("check_book_questions", ROOT / "eval" / "check_book_questions.py")
+checker = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checker)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return read_corpus(ROOT / "book")
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return checker.read_questions(checker.QUESTIONS)
+
+
+def test_question_set_passes_every_check(questions, corpus):
+    errors = checker.check(questions, corpus)
+    assert errors == [], "\n".join(errors[:20])
+
+
+def test_question_set_meets_the_issue_targets(questions):
+    assert len(questions) >= 200
+    chapters = {r.split("/")[0] for q in questions for r in q["relevant"]}
+    assert len(chapters) >= 10
+    assert sum(not q["relevant"] for q in questions) >= 25
+    langs = Counter(q["lang"] for q in questions)
+    assert langs["zh"] > 0 and langs["en"] > 0
+    en_chapters = {r.split("/")[0] for q in questions if q["lang"] == "en" for r in q["relevant"]}
+    assert en_chapters & {"ch01", "ch02", "ch03", "ch04"} and en_chapters - {"ch01", "ch02", "ch03", "ch04"}
+    assert len({q["kind"] for q in questions}) >= 8
+
+
+def test_split_is_the_seeded_stratified_one(questions):
+    spec = importlib.util.spec_from_file_location("split_book", ROOT / "eval" / "tools" / "split_book.py")
+    split_book = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(split_book)
+    again = {q["id"]: q["split"] for q in split_book.assign_splits(questions)}
+    assert {q["id"]: q["split"] for q in questions} == again
+    for lang in ("zh", "en"):
+        for answerable in (True, False):
+            group = [q for q in questions if q["lang"] == lang and bool(q["relevant"]) == answerable]
+            dev = sum(q["split"] == "dev" for q in group)
+            assert abs(dev - 0.6 * len(group)) <= 1
+
+
+def test_checker_catches_each_kind_of_mistake(questions, corpus):
+    good = next(q for q in questions if q["relevant"] and q["evidence"])
+    sec = next(s for s in corpus.sections if s.key == good["relevant"][0])
+    ev = good["evidence"][0]
+    wrong_chapter = "ch99/" + good["relevant"][0].split("/")[1]
+    other = next(s for s in corpus.sections if s.source == ev["source"] and s.key not in good["relevant"] and s.end - s.start > 50)
+    bad = [
+        {**good, "id": "x1", "relevant": [wrong_chapter]},
+        {**good, "id": "x2", "evidence": [{**ev, "start": ev["start"] + 1}]},
+        {**good, "id": "x3", "relevant": [other.key]},
+        {**good, "id": "x4", "question": sec.title},
+        {**good, "id": "x5", "relevant": [], "kind": "nearby"},
+        {**good, "id": "x6", "evidence": [{**ev, "text": "![](img/a.png)"}]},
+    ]
+    errors = checker.check(bad, corpus)
+    for qid, what in [("x1", "no section"), ("x2", "evidence text"), ("x3", "not inside"),
+                      ("x4", "copies the heading"), ("x5", "has evidence")]:
+        assert any(e.startswith(f"{qid}:") and what in e for e in errors), (qid, errors)
+    assert any(e.startswith("x6:") for e in errors)
+
+
+def test_unclean_pattern_finds_what_a_quote_must_not_hold():
+    for s in ("见图 ![](img/ch9/a.png)", "<center>图</center>", "一行<br />两行", "零\u200b宽"):
+        assert checker.UNCLEAN.search(s), s
+    for s in ("若 a < b 且 b > c", "x<3 时", "1×1 卷积", "LaTeX $x_i$"):
+        assert not checker.UNCLEAN.search(s), s
