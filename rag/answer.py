@@ -1,55 +1,64 @@
 """Extractive answers: pick the chapter's own sentences, cite their sections, or abstain.
 
-The question's sections come from the hybrid retriever. Their sentences (precomputed at build
-time with vectors and tokens, see index.py) are scored against the question, densely and by
-IDF-weighted word overlap, plus the score of their section. The best one to three are quoted,
-best section first and in chapter order inside a section, with the sentence before one that
-cannot stand alone. English questions are answered from the English translation, each quote
-with its aligned Chinese original; where a chapter has no translation, the Chinese is quoted.
+One pipeline, with every language-specific part in the language profile (lang.py):
 
-The chapter does not cover a question when too little of it is in the chapter: the share of its
-content words (Chinese: character pairs) found in the text is below a threshold calibrated on
-the unanswerable questions of eval/questions.jsonl (dev part).
+1. *Language*: the question's language by its frame and script (lang.question_language);
+   Japanese or Korean gets a reply asking for Chinese or English.
+2. *Follow-ups*: with `history` (the previous turns), a short or anaphoric question ("它的缺点呢？",
+   "What about its drawbacks?") is resolved against the previous turn: the previous question's
+   topic words are put in front of it, and the previous turn's cited sections get a small
+   boost. A self-contained question ignores the history.
+3. *Retrieval*: the hybrid retriever scores chunks and sections.
+4. *Abstention*: a calibrated logistic model (abstain.py) on how much of the question the
+   retrieved sections cover, the scores and their margin, title match and question type says
+   whether the chapter answers it.
+5. *Composition*: the sentences of the best section (and of the second when it scores close) are
+   scored against the question, densely and by IDF-weighted word overlap, plus their section's
+   score, plus a bonus for the sentence shape the question type asks for (a defining sentence
+   for a definition, a list lead-in for a list). Never quoted as the answer: the chapter's own
+   questions (unless the user asks for them), headings, bare list labels. A list question quotes
+   the list whole with its lead-in (bounded); a comparison quotes each side; a quote that leans
+   on the sentence before it (a connective, a pronoun, a list item after its lead-in, the middle
+   of a list item) brings that sentence along, so quotes never start mid-context; quotes read in
+   chapter order, best section first.
+
+English questions are answered from the English translation, each quote with its aligned
+Chinese original; where a chapter has no translation, the Chinese is quoted.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .retriever import DENSE_WEIGHT, Retriever, check_query, detect_language
+from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, head,
+                   is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
+from .retriever import DENSE_WEIGHT, Retriever, check_query
 from .types import Answer, Citation, Hit, RagError, section_key
 
 LANGUAGES = ("auto", "zh", "en")
 MAX_QUOTES = 3
+# KEEP_RATIO, SECOND_SECTION_RATIO and SHAPE_BONUS: chosen by 5-fold cross-validation on the dev
+# split (eval/tools/cv.py; figures in eval/README.md).
+MAX_LIST = 8  # sentences of a quoted list, lead-in included
 SECTION_WEIGHT = 0.5  # how much a sentence's section score counts beside its own score
-KEEP_RATIO = 0.85  # further quotes must score at least this share of the best one
-SECOND_SECTION_RATIO = 0.9  # a second section is quoted only when it scores close to the first
-# Abstain when less of the question than this is found in the chapter (see coverage()).
-MIN_COVERAGE = {"zh": 0.53, "en": 0.52}
+KEEP_RATIO = 0.9  # further quotes must score at least this share of the best one
+SECOND_SECTION_RATIO = 0.85  # a second section is quoted only when it scores close to the first
+SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
+FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up question
+MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a quote
 
-# A sentence that leans on the one before it: an ordinal, a connective or a pronoun first.
-_NEEDS_CONTEXT = re.compile(
-    r"^(?:第[二三四五六七八九十]|其次|再次|另一|此外|所以|因此|这|那|它|但|而|Second|Third|Another|Also|So\b|"
-    r"This\b|These\b|That\b|It\b|They\b|But\b|Therefore\b|Then\b)", re.I)
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-# Characters that carry no topic: a character pair containing one says nothing about coverage.
-_FUNCTION_CHARS = frozenset("的了是在和与及或也就都而又被把对从向为以于之其这那个些有吗呢吧啊呀么我你他她它们什怎哪谁几")
 
-FRAMES = {
-    "zh": {"answer": "本章在{sections}中这样回答：", "abstain": "本章没有涉及这个问题。",
-           "suggest": "可以看看最接近的章节：", "original": "原文"},
-    "en": {"answer": "The chapter answers this in {sections}:",
-           "translated": "The chapter answers this in {sections} (quoted from the English translation of the "
-                         "chapter, each with its Chinese original):",
-           "cross": "The chapter answers this in {sections} (quoted in the original Chinese; the chapter has "
-                    "no English translation):",
-           "abstain": "The chapter does not cover this.", "suggest": "The closest sections are:",
-           "original": "Chinese original"},
-}
+def same_section(a: str, b: str) -> bool:
+    """Whether two section ids name the same section: equal chapter-qualified ids (`section_key`,
+    "ch10/10.3"), or a bare id and a qualified one with that bare part ("10.3" and "ch10/10.3")."""
+    if "/" in a and "/" in b:
+        return a == b
+    return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
 class _Sentences:
@@ -60,7 +69,7 @@ class _Sentences:
         self.recs = recs
         self.vectors = r.index.sentence_vectors
         self.section = np.array([r.section_index[section_key(s["chapter"], s["section"])] for s in recs], dtype=np.int64)
-        self.quotable = np.array([s.get("kind", "text") == "text" for s in recs], dtype=bool)
+        self.prose = np.array([s.get("kind", "text") == "text" for s in recs], dtype=bool)  # not references, checklists
         self.lang = np.array([s["lang"] for s in recs])
         self.tokens = [frozenset(s["tokens"]) for s in recs]
         df: dict[str, int] = {}
@@ -70,12 +79,63 @@ class _Sentences:
         n = len(recs)
         self.idf = {t: math.log(1 + n / d) for t, d in df.items()}
         pair_df: dict[str, int] = {}
+        self.pairs: list[frozenset] = []
         for rec in recs:
-            if rec["lang"] == "zh":
-                for p in {rec["text"][i:i + 2] for i in range(len(rec["text"]) - 1)}:
-                    pair_df[p] = pair_df.get(p, 0) + 1
+            pairs = frozenset(rec["text"][i:i + 2] for i in range(len(rec["text"]) - 1)) if rec["lang"] == "zh" \
+                else frozenset()
+            self.pairs.append(pairs)
+            for p in pairs:
+                pair_df[p] = pair_df.get(p, 0) + 1
         self.pair_idf = {p: math.log(1 + n / d) for p, d in pair_df.items()}
         self.glossary_words = {t for _, en in r.index.glossary for v in en for t in r.index.tokenize(v)}
+        self.head_tokens = [frozenset(r.index.tokenize(head(rec["text"].lstrip("*（( ")))) for rec in recs]
+        self.heading = np.array([_is_heading(r, rec) for rec in recs], dtype=bool)
+        self.question = np.array([is_question_sentence(rec["text"]) for rec in recs], dtype=bool)
+        self.lead_in = np.array([is_lead_in(rec["text"]) for rec in recs], dtype=bool)
+        self.label = np.array([rec["item"] and is_label(rec["text"]) and self._next_is_item(i)
+                               for i, rec in enumerate(recs)], dtype=bool)
+        self.first_of_block = np.array([i == 0 or not self.same_place(i - 1, i)
+                                        or recs[i - 1]["block"] != rec["block"] for i, rec in enumerate(recs)])
+
+    def same_place(self, a: int, b: int) -> bool:
+        """Whether sentences a and b are in the same file and section."""
+        return 0 <= a < len(self.recs) and 0 <= b < len(self.recs) and \
+            all(self.recs[a][f] == self.recs[b][f] for f in ("source", "section"))
+
+    def _next_is_item(self, i: int) -> bool:
+        return self.same_place(i, i + 1) and self.recs[i + 1]["item"]
+
+    def quotable(self, i: int, questions_ok: bool, labels_ok: bool = False) -> bool:
+        """Whether sentence i can be quoted as an answer (a label only as the head of its list)."""
+        return not (self.heading[i] or (self.label[i] and not labels_ok) or (self.question[i] and not questions_ok))
+
+    def previous(self, i: int) -> int:
+        """The sentence i leans on: the one before it, or for the first sentence of a list item,
+        the first sentence of the item before (or the lead-in)."""
+        j = i - 1
+        if self.recs[i]["item"] and self.first_of_block[i]:
+            while self.same_place(j - 1, j) and not self.first_of_block[j]:
+                j -= 1
+        return j
+
+
+_file_cache: dict = {}
+
+
+def _is_heading(r: Retriever, rec: dict) -> bool:
+    """Whether a sentence is (in) a heading line of its file."""
+    path = r.index.corpus_dir / rec["source"]
+    if path not in _file_cache:
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                _file_cache[path] = f.read()
+        except OSError:
+            _file_cache[path] = ""
+    text = _file_cache[path]
+    if not text:
+        return False
+    line = text[text.rfind("\n", 0, rec["start"]) + 1:rec["start"]]
+    return line.lstrip().startswith("#")
 
 
 @lru_cache(maxsize=8)
@@ -95,107 +155,315 @@ def check_language(lang: str) -> None:
         raise RagError(f"unknown answer language {lang!r}; choose one of: {', '.join(LANGUAGES)}.")
 
 
-def coverage(question: str, r: Retriever) -> float:
-    """IDF-weighted share of the question found in the chapter.
+def _items(question: str, lang: str, r: Retriever) -> tuple[list[str], str]:
+    """The coverage items of a question: Chinese character pairs (no function characters), else word stems."""
+    if lang == "zh":
+        items = [run[i:i + 2] for run in CJK_RUN.findall(question) for i in range(len(run) - 1)]
+        items = [p for p in items if p[0] not in FUNCTION_CHARS and p[1] not in FUNCTION_CHARS]
+        if items:
+            return items, "pairs"
+    return [t for t in r.index.tokenize(question) if not CJK_RUN.match(t)], "tokens"
+
+
+def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> float:
+    """IDF-weighted share of the question found in the chapter (or in the sentences `within`).
 
     The items are Chinese character pairs (function characters aside) for a Chinese question,
     English word stems otherwise; an item absent from the chapter weighs like the rarest one.
     The glossary's terms are the chapter's terms, so they count as found in either language.
     """
     s = _sentences(r)
-    if detect_language(question) == "zh":
-        terms = [zh for zh, _ in r.index.glossary if zh in question]
-        items = [run[i:i + 2] for run in _CJK_RUN.findall(question) for i in range(len(run) - 1)]
-        items = [p for p in items if p[0] not in _FUNCTION_CHARS and p[1] not in _FUNCTION_CHARS]
-        found = [p in s.pair_idf or any(p in t for t in terms) for p in items]
-        idf = s.pair_idf
-    else:
-        items = []
-    if not items:
-        items = [t for t in r.index.tokenize(question) if not _CJK_RUN.match(t)]
-        found = [t in s.idf or t in s.glossary_words for t in items]
-        idf = s.idf
+    lang = question_language(question)
+    items, kind = _items(question, "zh" if lang == "zh" else "en", r)
     if not items:
         return 0.0
+    if kind == "pairs":
+        terms = [zh for zh, _ in r.index.glossary if zh in question]
+        vocab = s.pair_idf.keys() if within is None else frozenset().union(*(s.pairs[i] for i in within))
+        found = [p in vocab or (within is None and any(p in t for t in terms)) for p in items]
+        idf = s.pair_idf
+    else:
+        vocab = s.idf.keys() if within is None else frozenset().union(*(s.tokens[i] for i in within))
+        found = [t in vocab or (within is None and t in s.glossary_words) for t in items]
+        idf = s.idf
     rare = max(idf.values(), default=1.0)
     weights = [idf.get(x, rare) for x in items]
     return sum(w for w, f in zip(weights, found) if f) / sum(weights)
 
 
+# ---------------------------------------------------------------- follow-ups
+
+def _cited(c) -> str:
+    """A citation's section: its qualified id when it has one, else its bare section id."""
+    if isinstance(c, dict):
+        return str(c.get("id") or c["section"])
+    return c.id or c.section
+
+
+def _turn(turn) -> tuple[str, list[str]]:
+    """(question, cited sections) of a previous turn: an Answer or a dict with "question" and
+    "citations" (dicts or Citations with "id" or "section"), "sections" or "relevant"."""
+    if isinstance(turn, Answer):
+        return turn.question, [_cited(c) for c in turn.citations]
+    if isinstance(turn, dict):
+        cites = turn.get("citations") or []
+        sections = [_cited(c) for c in cites] or \
+            list(turn.get("sections") or turn.get("relevant") or [])
+        return str(turn.get("question") or ""), [str(x) for x in sections]
+    raise RagError("history must be a list of previous turns: Answer objects or "
+                   '{"question": ..., "citations": [{"section": ...}]} dicts.')
+
+
+_FRAME_WORDS = {
+    "zh": re.compile(r"什么是|是什么|有哪些|哪些|为什么|怎么样|怎么|如何|有什么|什么|吗|呢|[？?。！!，,\s]"),
+}
+
+
+def topic(question: str, lang: str) -> str:
+    """The question without its question words: what a follow-up can refer to."""
+    if lang == "zh":
+        return _FRAME_WORDS["zh"].sub("", question)
+    return " ".join(w for w in re.findall(r"[\w'-]+", question) if w.lower() not in STOP_EN)
+
+
+def resolve(question: str, lang: str, history, r: Retriever) -> tuple[str, list[str]]:
+    """The text to retrieve with and the sections to favour: the question itself, or for a
+    follow-up, the previous turn's topic followed by the question and that turn's sections."""
+    if not history:
+        return question, []
+    if not isinstance(history, (list, tuple)):
+        raise RagError("history must be a list of previous turns (oldest first).")
+    prev_q, prev_sections = _turn(history[-1])
+    if not prev_q.strip():
+        return question, []
+    try:  # the previous question is retrieved with too: the same checks as a question
+        prev_q = check_query(prev_q)
+    except RagError as e:
+        raise RagError(f"the last turn of the history: {e}") from None
+    items, _ = _items(question, lang, r)
+    if not (is_anaphoric(question, lang) or len(items) <= 1):
+        return question, []
+    plang = question_language(prev_q)
+    return f"{topic(prev_q, plang if plang in ('zh', 'en') else lang)} {question}", prev_sections
+
+
+# ---------------------------------------------------------------- answering
+
+@dataclass
+class Analysis:
+    """What answer() works from: the resolved query, its retrieval and the abstention features."""
+
+    question: str
+    query: str
+    lang: str
+    qtype: str
+    qv: np.ndarray
+    chunk_scores: np.ndarray
+    section_scores: np.ndarray
+    hits: list
+    features: dict
+
+
+def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", history=None) -> Analysis:
+    """Retrieval and abstention features for a (checked) question in 'zh' or 'en'."""
+    lang = question_language(question)
+    lang = lang if lang in ("zh", "en") else "zh"
+    query, favoured = resolve(question, lang, history, r)
+    qv = r.embed(query)
+    chunk_scores, section_scores = r.scores(query, mode, qv=qv)
+    if favoured:
+        section_scores = section_scores.copy()
+        for n, key in enumerate(r.section_keys):
+            if any(same_section(key, f) for f in favoured) and section_scores[n] > 0:
+                section_scores[n] += FOLLOWUP_BOOST
+    hits = r.hits(chunk_scores, section_scores, k)
+    qtype = question_type(question, lang)
+    from .abstain import features
+    return Analysis(question, query, lang, qtype, qv, chunk_scores, section_scores, hits,
+                    features(query, qtype, qv, section_scores, r))
+
+
 def answer(question: str, retriever: Retriever | None = None, lang: str = "auto", k: int = 5,
-           mode: str = "hybrid") -> Answer:
+           mode: str = "hybrid", history=None) -> Answer:
     """Answer a question with quotes from the chapter, in the question's language (or `lang`).
 
     `mode` is the retrieval mode that picks the sections ('hybrid', 'dense' or 'lexical').
+    `history` is the conversation so far, oldest first: Answer objects, or dicts
+    {"question": ..., "citations": [{"section": ...}]} (or "sections": [...]); a follow-up that
+    leans on the last turn is resolved against it.
     """
     question = check_query(question, k, mode)
     check_language(lang)
     r = retriever or default_retriever()
-    qlang = detect_language(question)
+    qlang = question_language(question)
+    if qlang == "other":
+        alang = "en" if lang == "auto" else lang
+        return Answer(question=question, language=alang, answer=FRAMES[alang]["unsupported"], abstained=True)
     alang = qlang if lang == "auto" else lang
-    qv = r.embed(question)
-    chunk_scores, section_scores = r.scores(question, mode, qv=qv)
-    hits = r.hits(chunk_scores, section_scores, k)
-    if not hits or coverage(question, r) < MIN_COVERAGE[qlang]:
-        return _abstain(question, alang, hits, r)
-
+    a = analyse(question, r, k, mode, history)
+    from .abstain import answerable
+    if not a.hits or not answerable(a.features):
+        return _abstain(question, alang, a.hits, r)
+    chosen, translated = compose(a, alang, r)
+    if not chosen:
+        return _abstain(question, alang, a.hits, r)
     s = _sentences(r)
-    top = [r.section_index[h.id] for h in hits[:2]]
-    if len(top) == 2 and section_scores[top[1]] < SECOND_SECTION_RATIO * section_scores[top[0]]:
+    citations = tuple(_citation(s.recs[i], translated) for i in chosen)
+    return Answer(question=question, language=alang, answer=_format(alang, citations, translated),
+                  abstained=False, citations=citations, hits=tuple(a.hits))
+
+
+def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
+    """The sentences to quote (indices into the index's sentences, in reading order) and whether
+    they come from a translation."""
+    s = _sentences(r)
+    scores = a.section_scores
+    top = [r.section_index[h.id] for h in a.hits[:2]]
+    if len(top) == 2 and scores[top[1]] < SECOND_SECTION_RATIO * scores[top[0]]:
         top = top[:1]
     # Reference lists and checklists are quoted only when they are what the question found first.
-    cand = np.flatnonzero(np.isin(s.section, top) & (s.quotable | (s.section == top[0])))
+    cand = np.flatnonzero(np.isin(s.section, top) & (s.prose | (s.section == top[0])))
     in_lang = cand[s.lang[cand] == alang]
     translated = alang == "en" and len(in_lang) > 0
     cand = in_lang if len(in_lang) else cand[s.lang[cand] == "zh"]  # no translation: quote the Chinese
+    questions_ok = a.qtype == "bookquestions"
+    cand = np.array([i for i in cand if s.quotable(int(i), questions_ok, labels_ok=a.qtype == "list")], dtype=int)
     if len(cand) == 0:
-        return _abstain(question, alang, hits, r)
+        return [], translated
 
-    qtoks = set(r.index.tokenize(question))
-    weight = sum(s.idf.get(t, 0.0) for t in qtoks) or 1.0
-    overlap = np.array([sum(s.idf.get(t, 0.0) for t in qtoks & s.tokens[i]) / weight for i in cand])
-    dense = np.clip(s.vectors[cand] @ qv[0], 0.0, 1.0)
-    w = DENSE_WEIGHT[qlang]
-    score = w * dense + (1 - w) * overlap + SECTION_WEIGHT * section_scores[s.section[cand]]
+    # Word overlap: the question's own words count fully, the words a follow-up borrows from the
+    # previous turn (its topic) half.
+    own = set(r.index.tokenize(a.question))
+    borrowed = set(r.index.tokenize(a.query)) - own
+    weight = sum(s.idf.get(t, 0.0) for t in own) + 0.5 * sum(s.idf.get(t, 0.0) for t in borrowed) or 1.0
+    overlap = np.array([(sum(s.idf.get(t, 0.0) for t in own & s.tokens[i])
+                         + 0.5 * sum(s.idf.get(t, 0.0) for t in borrowed & s.tokens[i])) / weight for i in cand])
+    dense = np.clip(s.vectors[cand] @ a.qv[0], 0.0, 1.0)
+    w = DENSE_WEIGHT[a.lang]
+    score = w * dense + (1 - w) * overlap + SECTION_WEIGHT * scores[s.section[cand]]
+    subject = own or borrowed
+    score = score + SHAPE_BONUS * np.array([_shape(a.qtype, s, int(i), subject) for i in cand])
     order = np.argsort(-score, kind="stable")
     # The first quote is the best sentence of the best section (the retriever ranks sections
     # better than single sentences do); up to two more follow if they score nearly as well.
-    lead = next(i for i in order if s.section[cand[i]] == top[0]) if np.any(s.section[cand] == top[0]) else order[0]
+    in_top = [i for i in order if s.section[cand[i]] == top[0]]
+    lead = in_top[0] if in_top else order[0]
+    shaped = _shape(a.qtype, s, int(cand[lead]), subject)
+    n_more = 0 if shaped else MAX_QUOTES - 1  # a defining sentence answers a definition alone
     chosen = [int(cand[lead])] + [int(cand[i]) for i in order[:MAX_QUOTES]
-                                  if i != lead and score[i] >= KEEP_RATIO * score[order[0]]][:MAX_QUOTES - 1]
-    chosen = _with_context(chosen, s)
+                                  if i != lead and score[i] >= KEEP_RATIO * score[order[0]]][:n_more]
+    if a.qtype == "list":
+        chosen = _overview(chosen[0], s, own) or _whole_list(chosen[0], s) or [i for i in chosen if not s.label[i]]
+    elif a.qtype == "comparison":
+        chosen = _both_sides(chosen, s, dict(zip(cand.tolist(), score.tolist())))
+    chosen = with_context(chosen, s, alang, list_labels=a.qtype in ("list", "comparison"))
     rank = {sec: n for n, sec in enumerate(top)}
-    chosen.sort(key=lambda i: (rank[s.section[i]], s.recs[i]["start"]))
-    citations = tuple(_citation(s.recs[i], translated) for i in chosen)
-    return Answer(question=question, language=alang, answer=_format(alang, citations, translated),
-                  abstained=False, citations=citations, hits=tuple(hits))
+    chosen.sort(key=lambda i: (rank.get(s.section[i], len(rank)), s.recs[i]["start"]))
+    return chosen, translated
 
 
-def _with_context(chosen: list[int], s: _Sentences) -> list[int]:
-    """Add the neighbours a chosen sentence cannot be read without.
+def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
+    """1 when sentence i has the shape the question type asks for: for a definition or a bare
+    keyword, a defining sentence about the question's subject ("**源域**: ...", "X是/指 ...")."""
+    if qtype in ("definition", "keyword"):
+        defining = DEFINING[s.recs[i]["lang"]].search(s.recs[i]["text"]) and not s.lead_in[i]
+        return float(bool(defining) and bool(s.head_tokens[i] & subject))
+    return 0.0
 
-    Before it: the sentence it leans on (it starts with an ordinal, connective or pronoun, or is
-    very short) or the lead-in that introduces its list item ("...的原因主要有："). After a
-    chosen lead-in: the list items it introduces.
-    """
-    out = list(chosen)
 
-    def same_section(a: int, b: int) -> bool:
-        return 0 <= a < len(s.recs) and all(s.recs[a][f] == s.recs[b][f] for f in ("source", "chapter", "section"))
+def _whole_list(i: int, s: _Sentences) -> list[int]:
+    """The list around sentence i with its lead-in or label: the first sentence of each item, up to
+    the next label (a new list), bounded by MAX_LIST."""
+    start = i
+    while s.same_place(start - 1, start) and s.recs[start]["item"] and s.recs[start - 1]["item"] \
+            and not (s.lead_in[start - 1] or s.label[start - 1] or s.label[start]):
+        start -= 1
+    if not s.label[start] and s.same_place(start - 1, start) and (s.lead_in[start - 1] or s.label[start - 1]):
+        start -= 1
+    if not (s.lead_in[start] or s.label[start] or s.recs[start]["item"]):
+        return []
+    out = [start]
+    j = start + 1
+    while s.same_place(j, start) and s.recs[j]["item"] and not s.label[j] and len(out) < MAX_LIST:
+        if s.first_of_block[j]:
+            out.append(j)
+        j += 1
+    return out if len(out) > 1 else []
 
-    def lead_in(i: int) -> bool:
-        return s.recs[i]["text"].rstrip().endswith((":", "："))
 
-    for i in chosen:
-        prev = i - 1
-        if same_section(prev, i) and prev not in out and (
-                _NEEDS_CONTEXT.match(s.recs[i]["text"]) or len(s.recs[i]["text"]) < 12
-                or (s.recs[i]["item"] and lead_in(prev))):
-            out.append(prev)
-        if lead_in(i):
+def _overview(i: int, s: _Sentences, own: set[str]) -> list[int]:
+    """For a list question over a section of labelled lists ("按特征空间分类", "按迁移方法分类"...)
+    that names none of them: each label with its first item. A question that names one (by a word
+    only that label has) gets that list whole instead (empty here)."""
+    labels = [j for j in range(len(s.recs)) if s.label[j] and s.same_place(j, i)]
+    if len(labels) < 2:
+        return []
+    counts: dict[str, int] = {}
+    for j in labels:
+        for t in s.tokens[j]:
+            counts[t] = counts.get(t, 0) + 1
+    if any(counts[t] == 1 and t in own for j in labels for t in s.tokens[j]):
+        return []
+    out = []
+    for j in labels:
+        if s.same_place(j, j + 1) and s.recs[j + 1]["item"] and not s.label[j + 1]:
+            out += [j, j + 1]
+    return out[:MAX_LIST] if len(out) >= 4 else []
+
+
+def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> list[int]:
+    """For a comparison: when the section lays out sides under lead-ins ("优点：" / "缺点："), each
+    lead-in with its best item."""
+    sec = chosen[0]
+    leads = [i for i in range(len(s.recs)) if s.lead_in[i] and s.same_place(i, sec)
+             and s.recs[i]["lang"] == s.recs[sec]["lang"]]
+    if len(leads) < 2:
+        return chosen
+    out = []
+    for lead in leads[:2]:
+        items = []
+        j = lead + 1
+        while s.same_place(j, lead) and s.recs[j]["item"]:
+            if s.first_of_block[j]:
+                items.append(j)
+            j += 1
+        if items:
+            out += [lead, max(items, key=lambda x: (score.get(x, -1.0), -x))]
+    return out or chosen
+
+
+def needs_context(s: _Sentences, i: int) -> bool:
+    """Whether sentence i cannot be read without the one before it (same section): it opens with
+    a connective, ordinal or pronoun; it is very short; or it is a list item right after its
+    lead-in. A lead-in or a list label points forward and needs nothing."""
+    prev = i - 1
+    if not s.same_place(prev, i):
+        return False
+    rec = s.recs[i]
+    if s.lead_in[i] or s.label[i]:
+        return False  # "这里是...的一些优点：", "按迁移情景分类" point forward, not back
+    lang = rec["lang"] if rec["lang"] in NEEDS_CONTEXT else "en"
+    text = rec["text"].lstrip("*（( ")
+    return bool(NEEDS_CONTEXT[lang].match(text) or len(text) < SHORT_SENTENCE[lang]
+                or (rec["item"] and s.first_of_block[i] and s.lead_in[prev]))
+
+
+def with_context(chosen: list[int], s: _Sentences, lang: str = "zh", list_labels: bool = False) -> list[int]:
+    """Chosen sentences plus what they cannot be read without: the sentences before one that leans
+    on its predecessor (up to MAX_CONTEXT_STEPS), the list items after a chosen lead-in, and (for
+    list questions) the label over a list item."""
+    out = list(dict.fromkeys(chosen))
+    for i in list(out):
+        j, steps = i, 0
+        while steps < MAX_CONTEXT_STEPS and needs_context(s, j) and s.previous(j) not in out:
+            j, steps = s.previous(j), steps + 1
+            out.append(j)
+        if list_labels and s.same_place(j - 1, j) and s.label[j - 1] and j - 1 not in out:
+            out.append(j - 1)
+        if s.lead_in[i]:
             nxt = i + 1
-            while same_section(nxt, i) and s.recs[nxt]["item"] and len(out) < MAX_QUOTES + 4:
-                if nxt not in out:
+            while s.same_place(nxt, i) and s.recs[nxt]["item"] and len(out) < MAX_QUOTES + MAX_LIST:
+                if nxt not in out and s.first_of_block[nxt]:
                     out.append(nxt)
                 nxt += 1
     return out
@@ -236,10 +504,9 @@ def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
     f = FRAMES[lang]
     suggestions = tuple({"section": h.section, "chapter": h.chapter, "id": h.id,
                          "title": section_title(r, h.id, lang)} for h in hits[:3])
-    sep = "" if lang == "zh" else " "
     text = f["abstain"]
     if suggestions:
-        text += sep + f["suggest"] + sep + ("；" if lang == "zh" else "; ").join(
+        text += f["sep"] + f["suggest"] + f["sep"] + f["list_sep"].join(
             f"§{x['section']} {x['title']}" for x in suggestions)
     return Answer(question=question, language=lang, answer=text, abstained=True, suggestions=suggestions,
                   hits=tuple(hits))

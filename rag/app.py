@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .answer import answer, section_title
 from .feedback import append_feedback, default_feedback_path, feedback_record
-from .retriever import MODES, Retriever, detect_language
+from .lang import detect_language
+from .retriever import MODES, Retriever
 from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
@@ -428,10 +429,15 @@ def build_api(r: Retriever, pool: QuestionPool | None = None):
                   version=r.index.manifest.get("package_version", ""))
     pool = pool or QuestionPool()
 
+    class Turn(BaseModel):
+        question: str
+        citations: list[dict] = []  # as returned by /api/ask (only "id", else "section", is read)
+
     class AskBody(BaseModel):
         question: str
         lang: str = "auto"
         k: int = 5
+        history: list[Turn] = []  # the previous turns, oldest first
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
@@ -463,7 +469,8 @@ def build_api(r: Retriever, pool: QuestionPool | None = None):
 
     @app.post("/api/ask", summary="Answer with cited quotes (the `rag ask --json` object)")
     async def ask(body: AskBody):
-        a = await pool.run(body.question, answer, body.question, r, lang=body.lang, k=body.k)
+        history = [t.model_dump() for t in body.history]
+        a = await pool.run(body.question, answer, body.question, r, lang=body.lang, k=body.k, history=history)
         return a.to_dict()
 
     @app.get("/api/health", summary="Index information")

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from markdown_it import MarkdownIt
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
+from .lang import CJK_CHAR
 from .text import normalize
 from .types import Block, RagError, Section
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 _NUMBERED = re.compile(r"(\d{1,4}(?:\.\d{1,4})+)\.?(?:\s+|(?=\D)|$)")
 _CHAPTER_FILE = re.compile(r"^(ch\d\d)(?:_|\.|$)", re.I)
 _TOC_LINE = re.compile(r"^\s*[-*+]\s+(\d+(?:\.\d+)+)\b")
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _REFERENCES = re.compile(r"reference|参考文献|参考资料|bibliography|further reading|相关文献|引用文献", re.I)
 _TASK_ITEM = re.compile(r"^\s*[-*+]\s+\[[ xX]\]")
@@ -96,7 +96,7 @@ def file_language(name: str, text: str) -> str:
     suffixes = PurePosixPath(name).suffixes
     if len(suffixes) >= 2 and suffixes[-2] in (".en", ".zh"):
         return suffixes[-2][1:]
-    return "zh" if _CJK.search(text) else "en"
+    return "zh" if CJK_CHAR.search(text) else "en"
 
 
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table").use(dollarmath_plugin, allow_space=True,
@@ -138,6 +138,7 @@ def parse_blocks(text: str) -> tuple[list[Heading], list[Block]]:
     tokens = _MD.parse(text.replace("\ufeff", " "))  # a BOM is not text; same length keeps offsets
     headings, blocks = [], []
     context: list[str] = []  # enclosing list items / block quotes
+    table_head = None  # an indented code block of tab-separated cells: maybe a table's header row
     for i, t in enumerate(tokens):
         if t.type in ("list_item_open", "blockquote_open"):
             context.append(t.type)
@@ -153,9 +154,23 @@ def parse_blocks(text: str) -> tuple[list[Heading], list[Block]]:
                 headings.append(Heading(int(t.tag[1]), title, s, e, lines.start(t.map[1])))
         elif t.type == "paragraph_open":
             kind = "item" if "list_item_open" in context else "quote" if context else "paragraph"
-            blocks.append(Block(kind, s, e))
+            if blocks and blocks[-1] is table_head and s == table_head.end + 1 and "\t" in text[s:lines.ends[t.map[0]]]:
+                # A tab-indented header row right above tab-separated rows (§10.4 of the chapter):
+                # one table, although CommonMark reads the indented header line as code.
+                head_start = table_head.start + len(text[table_head.start:table_head.end]) - \
+                    len(text[table_head.start:table_head.end].lstrip())
+                blocks[-1] = Block(kind, head_start, e)
+            else:
+                blocks.append(Block(kind, s, e))
         elif t.type == "tr_open":
             blocks.append(Block("row", s, e))
+        elif t.type == "code_block" and all("\t" in line.strip() for line in text[s:e].splitlines()):
+            blocks.append(Block("code", s, e))
+            table_head = blocks[-1]
+        elif t.type == "code_block" and CJK_CHAR.search(text, s, e):
+            # Chinese prose indented by a tab (the book indents paragraphs so): CommonMark reads
+            # an indented block as code, but code is not written in Chinese.
+            blocks.append(Block("paragraph", s, e))
         elif t.type in ("fence", "code_block"):
             blocks.append(Block("code", s, e))
         elif t.type == "html_block":

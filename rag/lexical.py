@@ -19,26 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-_CJK = "\u3400-\u9fff\uf900-\ufaff"
-_RUN = re.compile(rf"[{_CJK}]+|[a-z0-9\u03b1-\u03c9]+")
+from .lang import CJK, CJK_CHAR, STOP_EN, STOP_ZH
+
+_RUN = re.compile(rf"[{CJK}]+|[a-z0-9\u03b1-\u03c9]+")
 # "1×1", "1 x 1", "1*1", "1乘1" are all the token "1x1" (the book writes $1\times1$, readers 1x1).
 _PRODUCT = re.compile(r"(\d)[ \t]*[×x*乘][ \t]*(?=\d)")
-_CJK_RUN = re.compile(rf"[{_CJK}]")
-
-STOP_ZH = frozenset(
-    "的 了 是 在 和 与 及 或 也 就 都 而 又 被 把 对 从 向 为 以 于 之 其 这 那 个 些 有 没有 一个 一种 一些 "
-    "什么 哪些 怎么 怎样 如何 为什么 吗 呢 吧 啊 呀 么 我 你 他 她 它 我们 你们 他们 它们 自己 "
-    "可以 能 会 要 得 地 着 过 请问 请 说 讲 中 里 上 下 时 时候 所以 因为 但是 但 如果 那么 "
-    "这个 那个 这些 那些 这种 还 更 很 非常 一 二 三 多少 几".split()
-)
-STOP_EN = frozenset(
-    "a an the and or but if then than so of to in on at by for from with without into onto about "
-    "as is are was were be been being do does did doing have has had having can could should would "
-    "will shall may might must it its this that these those there here what which who whom whose "
-    "when where why how i me my we our you your he him his she her they them their not no nor "
-    "any all some such very also just only more most other own same too s t don chapter book "
-    "tell explain describe please say says said".split()
-)
 
 
 class Tokenizer:
@@ -67,7 +52,7 @@ class Tokenizer:
         """All word tokens of text, stop words included (used to build a lexicon)."""
         out: list[str] = []
         for run in _RUN.findall(_PRODUCT.sub(r"\1x", text.lower())):
-            if _CJK_RUN.match(run):
+            if CJK_CHAR.match(run):
                 out.extend(self._jieba.cut_for_search(run, HMM=False))
             else:
                 out.append(run)
@@ -76,7 +61,7 @@ class Tokenizer:
     def __call__(self, text: str) -> list[str]:
         toks = []
         for w in self.words(text):
-            if _CJK_RUN.match(w):
+            if CJK_CHAR.match(w):
                 if w not in STOP_ZH:
                     toks.append(w)
             elif w not in STOP_EN:
@@ -91,7 +76,7 @@ def make_lexicon(texts: list[str], extra_words: list[str] = ()) -> dict[str, int
     full = Tokenizer()
     jieba.dt.check_initialized()
     freq = jieba.dt.FREQ
-    words = {w for t in texts for w in full.words(t) if len(w) > 1 and _CJK_RUN.match(w)}
+    words = {w for t in texts for w in full.words(t) if len(w) > 1 and CJK_CHAR.match(w)}
     words.update(extra_words)
     return {w: freq.get(w) or 3 for w in sorted(words)}
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 from .evaluate import METRICS, failures
 
-ANSWER_METRICS = ("accuracy", "abstain_precision", "abstain_recall", "abstain_rate_answerable")
+ANSWER_METRICS = ("accuracy", "evidence_hit", "evidence_recall", "quote_precision", "abstain_precision",
+                  "abstain_recall", "abstain_rate_answerable")
+_HEADERS = ("first-citation acc", "evidence hit", "evidence recall", "quote precision", "abstain precision",
+            "abstain recall", "abstains on answerable")
+
+
+def _ci(a: dict, name: str) -> str:
+    lo, hi = a.get("ci", {}).get(name, (None, None))
+    return f"{a[name]:.3f}" if lo is None else f"{a[name]:.3f} [{lo:.2f}, {hi:.2f}]"
 
 
 def _table(header: list[str], rows: list[list], markdown: bool) -> str:
@@ -27,11 +35,13 @@ def tables(results: dict, markdown: bool = False) -> str:
             for m, by_lang in results["retrieval"].items() for g, r in by_lang.items()]
     out = [f"Retrieval ({results['n_questions']} questions; metrics over the answerable ones)",
            _table(["mode", "lang", "n", *METRICS, "ms/q"], rows, markdown), ""]
-    rows = [[g, a["n"], a["unanswerable"], *(a[x] for x in ANSWER_METRICS), f"{t['answer']['mean_ms']:.1f}"]
+    rows = [[g, a["n"], a["unanswerable"], *(_ci(a, x) for x in ANSWER_METRICS), f"{a.get('length_chars', 0):.0f}"]
             for g, a in results["answers"].items()]
-    out += ["Answers (accuracy: the first citation is a relevant section)",
-            _table(["lang", "answerable", "unanswerable", "first-citation acc", "abstain precision",
-                    "abstain recall", "abstains on answerable", "ms/q"], rows, markdown), ""]
+    out += ["Answers, with bootstrap 95% intervals (definitions: eval/README.md)",
+            _table(["group", "answerable", "unanswerable", *_HEADERS, "chars"], rows, markdown),
+            f"answer() time: mean {t['answer']['mean_ms']:.1f} ms, p50 {t['answer']['p50_ms']:.1f} ms; "
+            f"answers made only of the book's questions or bare headings: {len(results.get('bare_answers', []))}",
+            ""]
     modes = results["modes"]
     rows = [[sec, s["n"], *(s[m]["hit@1"] for m in modes)] for sec, s in results["sections"].items()]
     out += ["Per section (hit@1)", _table(["section", "n", *modes], rows, markdown)]
@@ -43,7 +53,10 @@ def failure_lines(results: dict) -> str:
     for f in failures(results):
         got = f["answer"]["cited"] if f["kind"].startswith("answer") else f["retrieved"]["hybrid"][:3]
         lines.append(f"  [{f['kind']}] {f['id']} {f['question']!r}: expected {f['relevant'] or 'abstain'}, got {got}")
-    return "Failures (hybrid)\n" + ("\n".join(lines) if lines else "  none")
+    misses = [f"  [no gold sentence quoted] {q['id']} {q['question']!r}: cited {q['answer']['cited']}"
+              for q in results["per_question"] if q["relevant"] and not q["answer"]["abstained"]
+              and q["answer"].get("evidence_hit") == 0.0]
+    return "Failures (hybrid)\n" + ("\n".join(lines + misses) if lines or misses else "  none")
 
 
 def write_report(results: dict, directory: Path, title: str) -> None:
@@ -51,9 +64,36 @@ def write_report(results: dict, directory: Path, title: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     chart(results, directory / "modes.png")
-    md = [f"# {title}", "", tables(results, markdown=True), "", "![modes by language](modes.png)", "",
-          "```", failure_lines(results), "```", ""]
+    md = [f"# {title}", "", tables(results, markdown=True), "", "![modes by language](modes.png)", ""]
+    if results.get("reliability"):
+        reliability_plot(results["reliability"], directory / "reliability.png")
+        rows = [[f"{b['lo']:.1f}-{b['hi']:.1f}", b["n"], b["mean_p"], b["answerable"]] for b in results["reliability"]]
+        md += ["Abstention model reliability (predicted P(answerable) against the observed share)", "",
+               _table(["bin", "n", "mean predicted", "observed answerable"], rows, True), "",
+               "![reliability](reliability.png)", ""]
+    md += ["```", failure_lines(results), "```", ""]
     (directory / "report.md").write_text("\n".join(md), encoding="utf-8")
+
+
+def reliability_plot(bins: list[dict], path: Path) -> None:
+    """Predicted against observed P(answerable), with the diagonal of perfect calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    ax.plot([b["mean_p"] for b in bins], [b["answerable"] for b in bins], "o-")
+    for b in bins:
+        ax.annotate(str(b["n"]), (b["mean_p"], b["answerable"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    ax.set_xlabel("predicted P(answerable)")
+    ax.set_ylabel("observed share answerable")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def chart(results: dict, path: Path) -> None:

@@ -26,8 +26,9 @@ import re
 from collections import Counter, defaultdict
 from typing import Iterable
 
+from .lang import CJK, CJK_CHAR
+
 _OPEN, _CLOSE = "(（", ")）"
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # Regions whose parentheses are not prose: fenced and inline code, LaTeX math, HTML tags, URLs.
 _NOT_PROSE = re.compile(
     r"^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?^ {0,3}\1[^\n]*$"  # fenced code
@@ -107,14 +108,14 @@ def _glosses(text: str):
     for start, end in _outer_parentheses(text):
         inner = text[start + 1:end - 1].strip()
         before = text[max(0, start - 40):start]
-        if not _CJK.search(inner):
+        if not CJK_CHAR.search(inner):
             if before.endswith(" "):
                 before = before[:-1]
-            if before and _CJK.match(before[-1]) and (cands := _zh_candidates(before)):
+            if before and CJK_CHAR.match(before[-1]) and (cands := _zh_candidates(before)):
                 for en in _english_terms(inner):
                     yield cands, en
         elif (
-            re.fullmatch(r"[\u3400-\u9fff\uf900-\ufaff]{%d,%d}" % (MIN_ZH, MAX_ZH), inner)
+            re.fullmatch(rf"[{CJK}]{{{MIN_ZH},{MAX_ZH}}}", inner)
             and inner[0] not in _STOP_CHARS
             and (m := _EN_TAIL.search(before))
             and len(terms := _english_terms(m.group(1))) == 1
@@ -171,7 +172,7 @@ def _zh_candidates(before: str) -> list[str]:
     import jieba
 
     jieba.setLogLevel(60)
-    run = re.search(r"[\u3400-\u9fff\uf900-\ufaff]+$", before).group()
+    run = re.search(f"[{CJK}]+$", before).group()
     words = jieba.lcut(run[-(MAX_ZH + 8):], HMM=False)
     out, term = [], ""
     for w in reversed(words):
@@ -191,7 +192,7 @@ def _choose(cands, en, others, corpus, cache, sim=None) -> str | None:
 
     def score(c: str) -> tuple[float, int]:
         unit = c in others or _unit_count(c, corpus, cache) >= 2
-        size = len(_CJK.findall(c)) + sum(1 if len(w) == 1 else 2 for w in re.findall(r"[A-Za-z0-9\-]+", c))
+        size = len(CJK_CHAR.findall(c)) + sum(1 if len(w) == 1 else 2 for w in re.findall(r"[A-Za-z0-9\-]+", c))
         if sim is None or _is_acronym(en):  # an acronym's embedding says little about its expansion
             return -abs(size - target) + UNIT_BONUS * unit, size
         return sim[c, en] + SIM_PRIORS * (UNIT_BONUS * unit - abs(size - target)), size
@@ -239,7 +240,7 @@ def _unit_count(term: str, corpus: str, cache: dict[str, int]) -> int:
         n, i = 0, corpus.find(term)
         while i >= 0:
             prev = corpus[i - 1] if i else "\n"
-            if not _CJK.match(prev) or prev in _STOP_CHARS or corpus[max(0, i - 2):i] in STOP_WORDS:
+            if not CJK_CHAR.match(prev) or prev in _STOP_CHARS or corpus[max(0, i - 2):i] in STOP_WORDS:
                 n += 1
             i = corpus.find(term, i + 1)
         cache[term] = n

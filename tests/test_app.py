@@ -23,6 +23,11 @@ def test_http_api(server):
     status, ans = http(u + "/api/ask", {"question": "What is negative transfer?", "lang": "auto", "k": 5})
     assert status == 200 and ans["language"] == "en" and ans["citations"][0]["section"] == "10.14"
     assert ans["citations"][0]["original"]["lang"] == "zh"
+    # a follow-up with the previous turn as history (the /api/ask object, or just its question)
+    status, first = http(u + "/api/ask", {"question": "端到端深度学习是什么？"})
+    for turn in (first, {"question": "端到端深度学习是什么？"}):
+        status, ans = http(u + "/api/ask", {"question": "它的缺点呢？", "history": [turn]})
+        assert status == 200 and ans["citations"][0]["section"] == "10.13"
     status, health = http(u + "/api/health")
     assert status == 200 and health["sections"] == 15 and health["encoder"]["id"] == "use-multilingual-v3"
     assert set(health["corpus"]) >= {"ch10_transfer_learning.zh.md", "ch10_transfer_learning.en.md"}

@@ -77,3 +77,24 @@ def test_translation_has_the_same_sections():
     zh = [s.id for s in parse_sections(zh_text, "zh")]
     en = [s.id for s in parse_sections(en_text, "en")]
     assert zh == en
+
+
+def test_a_tab_indented_header_row_belongs_to_the_table_below():
+    from rag.corpus import parse_blocks
+
+    text = "## 1.1 区别\n\n\t迁移学习\t传统机器学习\n数据分布\t不需要同分布\t同分布\n建模\t可以重用\t分别建模\n\n\tcode\n\n正文。\n"
+    blocks = [(b.kind, text[b.start:b.end]) for b in parse_blocks(text)[1]]
+    assert ("paragraph", "迁移学习\t传统机器学习\n数据分布\t不需要同分布\t同分布\n建模\t可以重用\t分别建模") in blocks
+    assert ("code", "\tcode") in blocks  # an indented block without cells stays code
+    # a header row with a blank line before the rows is not joined to them
+    text = "## 1.1 区别\n\n\ta\tb\n\nc\td\n"
+    assert [b.kind for b in parse_blocks(text)[1]] == ["heading", "code", "paragraph"]
+
+
+def test_tab_indented_chinese_prose_is_text_and_indented_code_stays_code():
+    from rag.corpus import parse_blocks
+
+    text = "## 2.9 生成与判别\n\n \t生成方法的特点：它学习联合分布。\n\n例如：\n\n    x = f(y)\n    return x\n"
+    blocks = [(b.kind, text[b.start:b.end].strip()) for b in parse_blocks(text)[1]]
+    assert blocks == [("heading", "## 2.9 生成与判别"), ("paragraph", "生成方法的特点：它学习联合分布。"),
+                      ("paragraph", "例如："), ("code", "x = f(y)\n    return x")]

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from rag.evaluate import (abstention_scores, check_floors, compare, evaluate, hit_at, mrr_at, ndcg_at,
+from rag.evaluate import (answer_scores, check_floors, compare, evaluate, hit_at, mrr_at, ndcg_at,
                           read_beir, read_questions, recall_at, write_beir)
 from rag.types import RagError
 
@@ -46,9 +46,12 @@ def test_metrics_agree_with_ranx_on_random_runs():
 
 
 def test_abstention_scores():
-    qs = [{"id": "a", "relevant": ["10.1"]}, {"id": "b", "relevant": []}, {"id": "c", "relevant": []}]
-    s = abstention_scores(qs, {"a": True, "b": True, "c": False})
-    assert s == {"abstain_precision": 0.5, "abstain_recall": 0.5, "abstain_rate_answerable": 1.0}
+    def rec(answerable, abstained):
+        return {"answerable": answerable, "abstained": abstained, "first_ok": False, "has_evidence": False,
+                "hit": 0.0, "recall": 0.0, "precision": None, "length": 0.0}
+
+    s = answer_scores([rec(True, True), rec(False, True), rec(False, False)])
+    assert (s["abstain_precision"], s["abstain_recall"], s["abstain_rate_answerable"]) == (0.5, 0.5, 1.0)
 
 
 def test_shipped_question_set_shape():
@@ -131,6 +134,85 @@ def test_ci_guard_test_part_stays_above_committed_floors():
     """The regression guard: retrieval and answers on the held-out test part stay above eval/floors.json."""
     out = rag("eval", "--split", "test", "--modes", "hybrid", "--quiet", "--floors", str(REPO / "eval" / "floors.json"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+
+
+# ---------------------------------------------------------------- answer evidence, by hand
+
+GOLD = [{"source": "f.zh.md", "start": 10, "end": 20, "text": "x"}, {"source": "f.zh.md", "start": 30, "end": 40, "text": "y"}]
+
+
+def _q(quote, start, end, source="f.zh.md", section="1", original=None):
+    d = {"quote": quote, "source": source, "start": start, "end": end, "section": section}
+    if original:
+        d["original"] = original
+    return d
+
+
+def test_evidence_scores_by_hand():
+    from rag.evaluate import evidence_scores
+
+    # A lead-in before a gold sentence is necessary context; an unrelated sentence is not.
+    quotes = [_q("原因主要有：", 0, 9), _q("数据问题：源域和目标域不相似。", 10, 20), _q("无关的一句话。", 50, 60)]
+    s = evidence_scores(quotes, GOLD)
+    assert s == {"hit": 1.0, "recall": 0.5, "precision": pytest.approx(2 / 3), "length": 6 + 15 + 7}
+    # A translated quote counts through its aligned original; one that leans on the one before
+    # ("Therefore ...") makes that one necessary context.
+    quotes = [_q("Some setup.", 0, 11, "f.en.md"),
+              _q("Therefore it helps.", 12, 31, "f.en.md", original={"source": "f.zh.md", "start": 31, "end": 35})]
+    s = evidence_scores(quotes, GOLD)
+    assert (s["hit"], s["recall"], s["precision"]) == (1.0, 0.5, 1.0)
+    # Context only counts before a gold sentence of the same section.
+    quotes = [_q("Some setup.", 0, 9, section="2"), _q("Therefore it helps.", 10, 20)]
+    assert evidence_scores(quotes, GOLD)["precision"] == 0.5
+    # Chinese connective, and no quotes at all
+    assert evidence_scores([_q("前提。", 0, 5), _q("所以有用。", 30, 40)], GOLD)["precision"] == 1.0
+    assert evidence_scores([], GOLD) == {"hit": 0.0, "recall": 0.0, "precision": None, "length": 0.0}
+    assert evidence_scores([_q("近旁。", 20, 30)], GOLD)["hit"] == 0.0  # touching is not overlapping
+
+
+def test_answer_scores_and_bootstrap_by_hand():
+    from rag.evaluate import answer_scores, bootstrap_ci
+
+    def rec(answerable, abstained, first_ok=False, hit=0.0, precision=None):
+        return {"answerable": answerable, "abstained": abstained, "first_ok": first_ok, "has_evidence": answerable,
+                "hit": hit, "recall": hit, "precision": precision, "length": 10.0 if not abstained else 0.0}
+
+    records = [rec(True, False, True, 1.0, 1.0), rec(True, False, False, 0.0, 0.5), rec(True, True),
+               rec(False, True), rec(False, False)]
+    m = answer_scores(records)
+    assert m["accuracy"] == pytest.approx(1 / 3) and m["evidence_hit"] == pytest.approx(1 / 3)
+    assert m["quote_precision"] == 0.75  # over the answered answerable ones
+    assert m["abstain_precision"] == 0.5 and m["abstain_recall"] == 0.5
+    assert m["abstain_rate_answerable"] == pytest.approx(1 / 3)
+    assert m["n"] == 3 and m["unanswerable"] == 2 and m["length_chars"] == 10.0
+    lo, hi = m["ci"]["accuracy"]
+    assert 0.0 <= lo <= m["accuracy"] <= hi <= 1.0
+    assert bootstrap_ci([0.5] * 10, lambda xs: sum(xs) / len(xs)) == [0.5, 0.5]
+
+
+def test_evidence_is_checked_on_load(tmp_path):
+    line = {"id": "a", "question": "什么是负迁移？", "lang": "zh", "relevant": ["10.14"],
+            "evidence": [{"source": "ch10_transfer_learning.zh.md", "start": 0, "end": 7, "text": "# 第十章 迁"}]}
+    p = tmp_path / "q.jsonl"
+    p.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_questions(p)[0]["evidence"][0]["end"] == 7
+    line["evidence"][0]["text"] = "# 第十章 迁移"
+    p.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(RagError, match="does not match ch10_transfer_learning.zh.md"):
+        read_questions(p)
+    line["evidence"][0]["source"] = "nowhere.md"
+    p.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(RagError, match="not found"):
+        read_questions(p)
+
+
+def test_shipped_question_set_has_gold_evidence_and_follow_ups():
+    qs = read_questions(REPO / "eval" / "questions.jsonl")  # offsets are checked on load
+    answerable = [q for q in qs if q["relevant"]]
+    assert all(q.get("evidence") for q in answerable)
+    for lang in ("zh", "en"):
+        assert sum(1 for q in qs if q.get("history") and q["lang"] == lang) >= 20
+    assert {q["split"] for q in qs} == {"dev", "test"}
 
 
 def test_relevant_ids_are_chapter_qualified():

@@ -163,6 +163,13 @@ def test_lone_surrogates_are_a_rag_error(retriever, question):
         retriever.search(question)
 
 
+@pytest.mark.parametrize("previous, message", [("\ud800什么是负迁移？", "not valid Unicode"),
+                                               ("什么是负迁移" * 400, "the limit is 2000")])
+def test_the_history_question_is_checked_like_a_question(retriever, previous, message):
+    with pytest.raises(RagError, match=f"the last turn of the history: .*{message}"):
+        answer("它的缺点呢？", retriever, history=[{"question": previous}])
+
+
 @pytest.mark.parametrize("question", [b"what", 5, 1.5, ["q"]])
 def test_a_question_that_is_not_text_is_a_type_error_message(retriever, question):
     with pytest.raises(RagError, match="must be text"):
@@ -185,6 +192,10 @@ def test_http_lone_surrogate_is_400_json_and_the_connection_survives(server):
         conn.request("POST", "/api/ask", body=b'{"question": "\\ud800 what"}', headers={"content-type": "application/json"})
         resp = conn.getresponse()
         assert resp.status == 400 and "not valid Unicode" in json.loads(resp.read())["error"]
+    conn.request("POST", "/api/ask", body=b'{"question": "\xe5\xae\x83\xe7\x9a\x84\xe7\xbc\xba\xe7\x82\xb9\xe5\x91\xa2", '
+                 b'"history": [{"question": "\\ud800 what"}]}', headers={"content-type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 400 and "not valid Unicode" in json.loads(resp.read())["error"]
     conn.request("GET", "/api/health")
     assert conn.getresponse().status == 200
 
