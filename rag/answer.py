@@ -264,13 +264,14 @@ class Analysis:
     features: dict
 
 
-def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", history=None) -> Analysis:
-    """Retrieval and abstention features for a (checked) question in 'zh' or 'en'."""
+def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", history=None,
+            chapters=None) -> Analysis:
+    """Retrieval and abstention features for a (checked) question in 'zh' or 'en' (within `chapters`)."""
     lang = question_language(question)
     lang = lang if lang in ("zh", "en") else "zh"
     query, favoured = resolve(question, lang, history, r)
     qv = r.embed(query)
-    chunk_scores, section_scores = r.scores(query, mode, qv=qv)
+    chunk_scores, section_scores = r.scores(query, mode, qv=qv, chapters=chapters)
     if favoured:
         section_scores = section_scores.copy()
         for n, key in enumerate(r.section_keys):
@@ -284,10 +285,11 @@ def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", histo
 
 
 def answer(question: str, retriever: Retriever | None = None, lang: str = "auto", k: int = 5,
-           mode: str = "hybrid", history=None) -> Answer:
+           mode: str = "hybrid", history=None, chapters=None) -> Answer:
     """Answer a question with quotes from the chapter, in the question's language (or `lang`).
 
-    `mode` is the retrieval mode that picks the sections ('hybrid', 'dense' or 'lexical').
+    `mode` is the retrieval mode that picks the sections ('hybrid', 'dense' or 'lexical');
+    `chapters` (e.g. ["ch05"]) limits them to those chapters (None: all).
     `history` is the conversation so far, oldest first: Answer objects, or dicts
     {"question": ..., "citations": [{"section": ...}]} (or "sections": [...]); a follow-up that
     leans on the last turn is resolved against it.
@@ -300,7 +302,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
         alang = "en" if lang == "auto" else lang
         return Answer(question=question, language=alang, answer=FRAMES[alang]["unsupported"], abstained=True)
     alang = qlang if lang == "auto" else lang
-    a = analyse(question, r, k, mode, history)
+    a = analyse(question, r, k, mode, history, chapters)
     from .abstain import answerable
     if not a.hits or not answerable(a.features):
         return _abstain(question, alang, a.hits, r)

@@ -1,13 +1,14 @@
 """Gradio chat UI and HTTP API on one local server (`rag serve`).
 
     /            the chat page (Gradio; its endpoint /respond works from gradio_client)
-    /api/search  GET  q, k, mode        -> the `rag search --json` list
-    /api/ask     POST {question, lang, k} -> the `rag ask --json` object
+    /api/search  GET  q, k, mode, chapters (repeatable)        -> the `rag search --json` list
+    /api/ask     POST {question, lang, k, mode, chapters}       -> the `rag ask --json` object
     /api/health  GET                     -> index info
     /docs        OpenAPI docs
 
-Everything shown on the page is escaped: questions and corpus text are displayed as text,
-never as HTML or markdown.
+Questions are shown as text. Answers and sources render the corpus's markdown (emphasis, tables,
+math with KaTeX) but never raw HTML: corpus text is HTML-escaped, and Gradio sanitises the rest.
+Chat, per-answer sources and ratings live in the browser (gr.BrowserState): a reload keeps them.
 """
 
 import hashlib
@@ -15,31 +16,107 @@ import html
 import json
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 
 from .answer import answer, section_title
-from .feedback import append_feedback, default_feedback_path, feedback_record
-from .lang import detect_language
+from .corpus import read_text
+from .feedback import append_feedback, default_feedback_path, message_feedback_record
+from .lang import FRAMES, detect_language
 from .retriever import MODES, Retriever
 from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
-NOT_ANSWERED = "— (the chapter does not answer this)"
+# 👎 asks what was wrong; nothing is preselected and nothing is written until the user says.
+REASON_CHOICES = [("It should cite a different section 应引用另一节", "different_section"),
+                  ("The book does not cover this 书中没有涉及", "not_covered"),
+                  ("Wrong answer language 回答语言不对", "wrong_language"),
+                  ("Something else 其他（请说明）", "other")]
 EXAMPLES = ["什么是负迁移？产生负迁移的原因有哪些？", "多任务学习在什么情况下会降低性能？", "端到端深度学习的优缺点",
             "What is negative transfer?", "When does multi-task learning make sense?",
             "What are the challenges of end-to-end deep learning?"]
+# The book writes math as $...$ and $$...$$ (\( \) would also catch escaped parentheses in questions).
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+MAX_MESSAGES = 200  # chat messages kept in the browser (the oldest go first)
+HISTORY_TURNS = 3  # previous turns passed to answer() for follow-up questions
 CSS = """
 .gradio-container, .gradio-container * { font-family: "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC",
   "Microsoft YaHei", system-ui, sans-serif; }
-.sources section { border-top: 1px solid #ddd; padding: 8px 0; overflow-wrap: anywhere; }
-.sources .src-head { font-weight: 600; }
-.sources .score, .sources .tag { font-weight: 400; font-size: 0.85em; color: #666; margin-left: 6px; }
-.sources .tag { background: #eef; border-radius: 4px; padding: 0 4px; }
-.sources .src-body { white-space: pre-wrap; line-height: 1.6; }
-.sources mark { background: #ffe58a; }
+.gradio-container .katex, .gradio-container .katex * { font-family: KaTeX_Main, "Times New Roman", serif; }
+.hidden-ctl { display: none !important; }
+#sources .src { border-top: 1px solid var(--border-color-primary); padding: 6px 0; overflow-wrap: anywhere; }
+#sources summary { font-weight: 600; cursor: pointer; }
+#sources .score, #sources .tag, #sources .score-help { font-weight: 400; font-size: 0.85em; margin-left: 6px;
+  color: var(--body-text-color) !important; }
+#sources .tag { border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 0 4px; }
+#sources .src.flash { outline: 2px solid var(--color-accent); outline-offset: 2px; border-radius: 4px; }
+#sources table { font-size: 0.9em; }
+#sources mark, #chat mark { background: #ffe58a !important; color: #1a1a1a !important; padding: 0 1px; }
 """
+# (Gradio's sanitiser keeps classes but drops ids and data- attributes: anchors are classes.)
+# Clicks on a citation (in any message) show that message's sources, opened, scrolled to and
+# highlighted; Copy on a message copies its text as read, with citations as "§5.3".
+HEAD = """<script>
+(() => {
+  const showMessage = (mid) => {
+    const box = document.querySelector('#show-msg textarea, #show-msg input');
+    if (!box) return;
+    box.value = mid;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    setTimeout(() => document.querySelector('#show-msg-btn').click(), 50);
+  };
+  const reveal = (anchor, tries) => {
+    const el = document.querySelector(`#sources .${anchor}`);
+    if (!el) { if (tries > 0) setTimeout(() => reveal(anchor, tries - 1), 100); return; }
+    el.querySelectorAll('details').forEach(d => { d.open = true; });
+    document.querySelectorAll('#sources .flash').forEach(e => e.classList.remove('flash'));
+    el.classList.add('flash');
+    el.scrollIntoView({block: 'start'});
+  };
+  const cleanText = (node) => {
+    const copy = node.cloneNode(true);
+    copy.querySelectorAll('.katex').forEach(k => {
+      const tex = k.querySelector('annotation');
+      k.replaceWith(tex ? `$${tex.textContent}$` : k.textContent);
+    });
+    copy.style.cssText = 'position:fixed;left:-9999px;top:0;white-space:normal';
+    document.body.appendChild(copy);
+    const text = copy.innerText.replace(/\\n{3,}/g, '\\n\\n').trim();
+    copy.remove();
+    return text;
+  };
+  document.addEventListener('click', (ev) => {
+    const t = ev.target;
+    if (!(t instanceof Element)) return;
+    const link = t.closest('a[href^="#src-"]');
+    if (link) {
+      ev.preventDefault(); ev.stopPropagation();
+      const anchor = link.getAttribute('href').slice(1);
+      const mid = anchor.split('-')[1];
+      if (!document.querySelector(`#sources .msg-${mid}`)) showMessage(mid);
+      reveal(anchor, 60);
+      return;
+    }
+    if (t.closest('#sources a[href="#chat"]')) {  // on a phone the sources are far below the chat
+      ev.preventDefault(); ev.stopPropagation();
+      document.querySelector('#chat').scrollIntoView({block: 'start'});
+      return;
+    }
+    const copyButton = t.closest('#chat button[aria-label="Copy message"], #chat button[title="Copy message"]');
+    if (copyButton) {
+      let row = copyButton.closest('.message-buttons');  // the buttons follow their message's row
+      while (row && !row.classList.contains('message-row')) row = row.previousElementSibling;
+      const body = row && row.querySelector('.message-content');
+      if (!body) return;
+      ev.preventDefault(); ev.stopPropagation();
+      navigator.clipboard.writeText(cleanText(body));
+    }
+  }, true);
+})();
+</script>"""
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$])")
+_BLOCK_MARKER = re.compile(r"[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+|#{1,6}[ \t]+|>[ \t]?|\|[ \t]*)*")
 
 
 def md_escape(text: str) -> str:
@@ -47,97 +124,219 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
 
 
-def anchor(key: str) -> str:
-    """A distinct HTML id for a qualified section id, also for non-ASCII ones (参考文献, 小结)."""
-    return "src-" + re.sub(r"[^0-9A-Za-z]+", "-", key) + "-" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+def safe_md(text: str) -> str:
+    """Corpus markdown for display: rendered as markdown (math, emphasis, tables), never as raw HTML."""
+    return html.escape(text, quote=False)
 
 
-def render_answer(a: Answer) -> str:
-    """The chat message for an answer: escaped quotes with clickable section citations."""
-    if a.abstained:
-        head = "🚫 **本章没有涉及这个问题。**" if a.language == "zh" else "🚫 **The chapter does not cover this.**"
-        sugg = "可以看看最接近的章节：" if a.language == "zh" else "The closest sections are:"
-        links = " · ".join(f"[§{md_escape(s['section'])} {md_escape(s['title'])}](#{anchor(s['id'])})"
-                           for s in a.suggestions)
-        return f"{head}\n\n{sugg} {links}" if links else head
-    frame, _, _ = a.answer.partition("\n")
-    lines = [f"**{md_escape(frame)}**", ""]
-    last = None
-    for c in a.citations:
-        if last is not None and c.id != last.id:
-            lines += [_cite_line(last), ""]
-        lines.append(f"> {md_escape(c.quote)}")
-        if c.original is not None:
-            lines.append(f">  \n> *原文：{md_escape(c.original.quote)}*")
-        lines.append(">")
-        last = c
-    lines.append(_cite_line(last))
-    return "\n".join(lines)
+def anchor(mid: str, key: str) -> str:
+    """The sources-panel anchor of a section (qualified id) for one message (unique for any id, also non-ASCII)."""
+    slug = re.sub(r"[^0-9A-Za-z]+", "-", key.split("/", 1)[-1]).strip("-")
+    return f"src-{mid}-{slug}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:6]}"
 
 
-def _cite_line(c) -> str:
-    return f"— [§{md_escape(c.section)} {md_escape(c.title)}](#{anchor(c.id)})"
-
-
-def _marked(text: str, start: int, spans: list[tuple[int, int]]) -> str:
-    """Escaped text[...] with the given absolute spans wrapped in <mark>."""
+def _marked_md(text: str, start: int, spans) -> str:
+    """text (at offset start) as safe markdown with the spans wrapped in <mark>, line by line and
+    after any list/heading/quote/table marker, so the marks never break the markdown structure."""
+    cuts = []
+    for s, e in spans:
+        s, e = max(s - start, 0), min(e - start, len(text))
+        pos = s
+        while pos < e:
+            line_end = text.find("\n", pos, e)
+            line_end = e if line_end < 0 else line_end
+            line_start = text.rfind("\n", 0, pos) + 1
+            a = pos
+            if not text[line_start:pos].strip():  # the span starts the line: skip the line's markers
+                a = _BLOCK_MARKER.match(text, line_start, line_end).end()
+                a = max(a, pos)
+            piece = text[a:line_end]
+            if text[line_start:line_start + 1] == "|" or text[line_start:a].strip().startswith("|"):
+                for m in re.finditer(r"[^|]+", piece):  # a table row: mark cell by cell
+                    if m.group().strip():
+                        lead = len(m.group()) - len(m.group().lstrip())
+                        cuts.append((a + m.start() + lead, a + m.start() + len(m.group().rstrip())))
+            elif piece.strip():
+                cuts.append((a, a + len(piece.rstrip())))
+            pos = line_end + 1
     out, pos = [], 0
-    for s, e in sorted((s - start, e - start) for s, e in spans):
-        if s < pos or s < 0 or e > len(text):
+    for a, b in sorted(set(cuts)):
+        if a < pos:
             continue
-        out += [html.escape(text[pos:s]), "<mark>", html.escape(text[s:e]), "</mark>"]
-        pos = e
-    out.append(html.escape(text[pos:]))
+        out += [safe_md(text[pos:a]), "<mark>", safe_md(text[a:b]), "</mark>"]
+        pos = b
+    out.append(safe_md(text[pos:]))
     return "".join(out)
 
 
+def answer_meta(a: Answer, mid: str, index_hash: str) -> dict:
+    """What the chat keeps about one answer: enough to show its sources and to record a rating."""
+    cited = list(dict.fromkeys(c.id for c in a.citations))
+    return {"message_id": mid, "question": a.question, "lang": detect_language(a.question), "language": a.language,
+            "answer": a.answer, "abstained": a.abstained, "cited": [] if a.abstained else cited,
+            "citations": [c.to_dict() for c in a.citations], "suggestions": [dict(x) for x in a.suggestions],
+            "hits": [{k: v for k, v in h.to_dict().items() if k != "text"} for h in a.hits], "index": index_hash}
+
+
 class SourcePanel:
-    """Full section texts from the corpus files, for the sources panel."""
+    """Renders a chat message's sources (top-k retrieved sections, cited ones highlighted) and its text."""
 
     def __init__(self, r: Retriever):
         self.r = r
         corpus = r.index.corpus_dir
-        self.files = {name: (corpus / name).read_text(encoding="utf-8") for name, rec in
-                      r.index.manifest["corpus"].items() if rec["lang"] != "glossary" and (corpus / name).is_file()}
+        self.files = {}
+        for name, rec in r.index.manifest["corpus"].items():
+            if rec["lang"] != "glossary" and (corpus / name).is_file():
+                try:
+                    self.files[name] = read_text(corpus / name)
+                except RagError:
+                    pass  # shown as "(corpus file not readable)"
+        self.multi = len(r.chapters) > 1
+        m = r.index.manifest
+        self.index_hash = hashlib.sha256(json.dumps(
+            [m["encoder"]["id"], m["format_version"], sorted((k, v["sha256"]) for k, v in m["corpus"].items())]
+        ).encode()).hexdigest()[:16]
 
-    def _block(self, sec: Section, spans, label: str | None, score: float | None, open_: bool = True) -> str:
-        text = self.files.get(sec.source)
+    def chapter_title(self, chapter: str, lang: str) -> str:
+        return self.r.index.chapter_title(chapter, lang)
+
+    def label(self, key: str, title: str, lang: str) -> str:
+        """'§5.3 title', with the chapter first when the index has several ('第五章 卷积神经网络（CNN） §5.3 title')."""
+        chapter, _, section = key.partition("/")
+        head = f"{self.chapter_title(chapter, lang)} " if self.multi else ""
+        return f"{head}§{section} {title}".strip()
+
+    def section_choices(self) -> list[tuple[str, str]]:
+        """(label, qualified id) of every section, for the 👎 picker."""
+        return [(self.label(key, section_title(self.r, key, "zh"), "zh"), key) for key in self.r.section_keys]
+
+    def chapter_choices(self) -> list[tuple[str, str]]:
+        return [(f"{cid} {self.chapter_title(cid, 'zh')}", cid) for cid in self.r.chapters]
+
+    def examples(self) -> list[str]:
+        """Example questions for the index served: the bundled chapter's, else section titles."""
+        if self.r.chapters == ["ch10"] and "迁移学习" in self.chapter_title("ch10", "zh"):
+            return EXAMPLES
+        seen, out = set(), []
+        for key in self.r.section_keys:  # the first numbered section of each chapter, as titled in Chinese
+            ch, _, sid = key.partition("/")
+            title = section_title(self.r, key, "zh")
+            if ch not in seen and re.match(r"\d", sid) and len(title) >= 4:
+                seen.add(ch)
+                out.append(re.sub(r"[（(][^）)]*[）)]\s*$", "", title).strip())
+        return out[:6]
+
+    def render_message(self, a: Answer, mid: str) -> str:
+        """The chat message for an answer: quotes rendered as (safe) markdown with clickable citations."""
+        lang = a.language
+        if a.abstained:
+            if not a.suggestions:  # e.g. a question in another language: the answer says what to do
+                return f"**{html.escape(a.answer)}**"
+            f = FRAMES[lang]
+            links = " · ".join(self._link(mid, s["id"], s["title"], lang) for s in a.suggestions)
+            return f"**{html.escape(f['abstain'])}**\n\n{html.escape(f['suggest'])} {links}"
+        frame, _, _ = a.answer.partition("\n")
+        lines = [f"**{html.escape(frame)}**", ""]
+        last = None
+        for c in a.citations:
+            if last is not None and c.id != last.id:
+                lines += [self._cite_line(mid, last, lang), ""]
+            lines.append(_quote(c.quote))
+            if c.original is not None:
+                label = FRAMES[lang]["original"] + ("：" if lang == "zh" else ":")
+                lines += [">", _quote(f"*{label}* {c.original.quote}")]
+            lines.append(">")
+            last = c
+        lines.append(self._cite_line(mid, last, lang))
+        return "\n".join(lines)
+
+    def _cite_line(self, mid: str, c, lang: str) -> str:
+        return "— " + self._link(mid, c.id, c.title, lang)
+
+    def _link(self, mid: str, key: str, title: str, lang: str) -> str:
+        return f"[{md_escape(self.label(key, title, lang))}](#{anchor(mid, key)})"
+
+    def _block(self, sec: Section | None, spans, tags: list[str], score: float | None, open_: bool) -> str:
+        text = self.files.get(sec.source) if sec else None
         if text is None:
-            body = "(corpus file not found)"
+            body = "(corpus file not readable)"
         else:
             start, end = sec.start, sec.end
-            while start < end and text[start] == "\n":
+            while start < end and text[start] in "\r\n":
                 start += 1
-            body = _marked(text[start:end].rstrip("\n"), start, spans)
-        tag = f'<span class="tag">{html.escape(label)}</span>' if label else ""
-        sc = f'<span class="score">score {score:.3f}</span>' if score is not None else ""
-        head = f'§{html.escape(sec.id)} {html.escape(sec.title)}{sc}{tag}'
-        return f'<details {"open" if open_ else ""}><summary class="src-head">{head}</summary>' \
-               f'<div class="src-body">{body}</div></details>'
+            body = _marked_md(text[start:end].rstrip("\r\n"), start, spans)
+        head = html.escape(self.label(sec.key, sec.title, self.r.index.lang_of(sec.source))) if sec else "?"
+        sc = f'<span class="score">score {score:.2f}</span>' if score is not None else ""
+        tag = "".join(f'<span class="tag">{html.escape(t)}</span>' for t in tags)
+        return (f'<details{" open" if open_ else ""}>\n<summary>{head}{sc}{tag}</summary>\n\n{body}\n\n</details>\n')
 
-    def render(self, a: Answer) -> str:
-        scores = {h.id: h.score for h in a.hits}
-        if a.abstained:
-            parts = [f"<h3>{'建议查看' if a.language == 'zh' else 'Suggested sections'}</h3>"]
-            for s in a.suggestions:
-                sec = self.r.index.find_section(s["id"], a.language)
-                if sec:
-                    parts.append(f'<section id="{anchor(s["id"])}">'
-                                 f'{self._block(sec, [], None, scores.get(s["id"]), open_=False)}</section>')
-            return '<div class="sources">' + "".join(parts) + "</div>"
-        parts = [f"<h3>{'来源' if a.language == 'zh' else 'Sources'}</h3>"]
-        for key in dict.fromkeys(c.id for c in a.citations):
-            cites = [c for c in a.citations if c.id == key]
-            lang = cites[0].lang
+    def render_sources(self, m: dict) -> str:
+        """The sources of one message (an answer_meta dict) as safe markdown with HTML blocks."""
+        zh = m["language"] == "zh"
+        mid = m["message_id"]
+        cites: dict[str, list[dict]] = {}
+        for c in m["citations"]:
+            cites.setdefault(c["id"], []).append(c)
+        help_ = ("score：该节与问题的匹配程度（0–1，综合语义相似度、共同词语和节标题）；越高越相关。"
+                 "回答引用的句子以高亮显示。" if zh else
+                 "score: how well each retrieved section matches the question, from 0 to 1 (meaning "
+                 "similarity, shared words and the section title); higher is closer. Quoted sentences are "
+                 "highlighted.")
+        parts = [f'<div class="msg-sources msg-{mid}">\n',
+                 f"#### {FRAMES[m['language']]['sources']}: {md_escape(m['question'])}\n",
+                 f"[↑ {'回到对话' if zh else 'Back to the chat'}](#chat)\n",
+                 f'<p class="score-help">{html.escape(help_)}</p>\n']
+        for h in m["hits"]:
+            key = h["id"]
+            cs = cites.get(key, [])
+            lang = cs[0]["lang"] if cs else m["language"]
             sec = self.r.index.find_section(key, lang)
-            label = "English translation" if lang == "en" and any(c.original for c in cites) else None
-            blocks = [self._block(sec, [(c.start, c.end) for c in cites], label, scores.get(key))]
-            originals = [c.original for c in cites if c.original is not None]
+            tags = [("引用" if zh else "cited")] if cs else []
+            originals = [c["original"] for c in cs if c.get("original")]
+            if originals:
+                tags.append("English translation")
+            blocks = [self._block(sec, [(c["start"], c["end"]) for c in cs], tags, h["score"], bool(cs))]
             if originals:
                 orig = self.r.index.find_section(key, "zh")
-                blocks.append(self._block(orig, [(o.start, o.end) for o in originals], "中文原文 (original)", None))
-            parts.append(f'<section id="{anchor(key)}">{"".join(blocks)}</section>')
-        return '<div class="sources">' + "".join(parts) + "</div>"
+                blocks.append(self._block(orig, [(o["start"], o["end"]) for o in originals],
+                                          ["中文原文 (original)"], None, True))
+            parts.append(f'<div class="src {anchor(mid, key)}">\n\n{"".join(blocks)}\n</div>\n')
+        if not m["hits"]:
+            parts.append("（没有找到相关章节）" if zh else "(no matching section)")
+        parts.append("\n</div>")
+        return "\n".join(parts)
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {safe_md(line)}" for line in text.split("\n"))
+
+
+def previous_turns(store: dict) -> list[dict]:
+    """The conversation so far, oldest first, as answer(history=...) takes it (the last few turns)."""
+    turns = [{"question": m["question"], "answer": m["answer"], "citations": m["citations"], "relevant": m["cited"]}
+             for m in store.get("meta", {}).values()]
+    return turns[-HISTORY_TURNS:]
+
+
+def ask_in_chat(panel: SourcePanel, message, store: dict, k=5, mode="hybrid", lang="auto", chapters=None):
+    """One question in a chat: the new store (chat messages + per-message data) and the new message's id
+    (None for an error message). The conversation so far goes to answer(), so follow-ups follow it."""
+    chat, meta = list(store.get("chat", [])), dict(store.get("meta", {}))
+    try:
+        a = answer(message, panel.r, lang=lang, k=int(k), mode=mode, chapters=list(chapters) if chapters else None,
+                   history=previous_turns(store))
+    except (RagError, TypeError, ValueError) as e:
+        msg = str(e) if isinstance(e, RagError) else f"bad input ({e}). Type a question."
+        chat += [{"role": "user", "content": md_escape(str(message or ""))},
+                 {"role": "assistant", "content": f"**error:** {md_escape(msg)}"}]
+        return {"chat": chat[-MAX_MESSAGES:], "meta": meta}, None
+    mid = "m" + secrets.token_hex(6)
+    meta[mid] = answer_meta(a, mid, panel.index_hash)
+    chat += [{"role": "user", "content": md_escape(a.question)},
+             {"role": "assistant", "content": panel.render_message(a, mid)}]
+    chat = chat[-MAX_MESSAGES:]
+    live = set(re.findall(r"#src-(m[0-9a-f]+)-", json.dumps(chat, ensure_ascii=False)))
+    return {"chat": chat, "meta": {k_: v for k_, v in meta.items() if k_ in live}}, mid
 
 
 def build_ui(r: Retriever, feedback_path: Path):
@@ -145,100 +344,138 @@ def build_ui(r: Retriever, feedback_path: Path):
     import gradio as gr
 
     panel = SourcePanel(r)
-    # (label, qualified id): the feedback records the id, whatever the title looks like.
-    section_choices = [(NOT_ANSWERED, NOT_ANSWERED)] + [(f"§{key.split('/', 1)[1]} {section_title(r, key, 'zh')} ({key.split('/', 1)[0]})", key)
-                                                        for key in r.section_keys]
-
-    def run(message, history, k, mode, lang):
-        history = list(history or [])
-        try:
-            a = answer(message, r, lang=lang, k=int(k), mode=mode)
-        except (RagError, TypeError, ValueError) as e:
-            msg = str(e) if isinstance(e, RagError) else f"bad input ({e}). Type a question."
-            return history + [{"role": "user", "content": md_escape(str(message or ""))},
-                              {"role": "assistant", "content": f"⚠️ {md_escape(msg)}"}], "", None
-        return history + [{"role": "user", "content": md_escape(a.question)},
-                          {"role": "assistant", "content": render_answer(a)}], panel.render(a), a
 
     def respond(message: str, history: list[dict] | None = None, k: int = 5, mode: str = "hybrid",
                 lang: str = "auto") -> tuple[list[dict], str]:
-        """Answer a question: returns the chat history with the answer, and the sources panel (HTML)."""
-        history, sources_html, _ = run(message, history, k, mode, lang)
-        return history, sources_html
+        """Answer a question: returns the chat history with the answer, and the answer's sources (markdown)."""
+        store, mid = ask_in_chat(panel, message, {"chat": list(history or [])}, k, mode, lang)
+        return store["chat"], panel.render_sources(store["meta"][mid]) if mid else ""
 
-    with gr.Blocks(title="迁移学习 · Transfer learning Q&A") as demo:
-        gr.Markdown("## 第十章 迁移学习 · Chapter 10 Transfer learning — Q&A\n"
-                    "Ask in Chinese or English. Answers quote the chapter and cite its sections; English "
-                    "answers quote an English translation of the chapter, each with its Chinese original. "
-                    "问中文或英文皆可，回答引用原文并注明章节。")
-        asked = gr.State([])  # per assistant message: question, language, cited sections
+    title = (f"## {panel.chapter_title(r.chapters[0], 'zh')} — 问答 Q&A" if not panel.multi else
+             f"## 问答 Q&A — {len(r.chapters)} 章 chapters")
+    with gr.Blocks(title="Q&A 问答") as demo:
+        gr.Markdown(title + "\n\nAsk in Chinese or English. Answers quote the book and cite its sections; click a "
+                    "citation to read the section. 问中文或英文皆可，回答引用原文并注明章节，点击引用可查看原文。")
+        # Encrypted with a per-process secret unless RAG_STATE_SECRET is set (replicas must share one).
+        store = gr.BrowserState({"chat": [], "meta": {}}, storage_key="rag-chat",
+                                secret=os.environ.get("RAG_STATE_SECRET") or None)
+        pending = gr.State(None)  # the message whose 👎 waits for a reason
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
-                chat = gr.Chatbot(label="Chat", height=520, sanitize_html=True, elem_id="chat")
-                with gr.Row():
+                chat = gr.Chatbot(label="Chat 对话", height=560, sanitize_html=True, elem_id="chat",
+                                  latex_delimiters=LATEX, autoscroll=False, buttons=["copy"])
+                with gr.Row(equal_height=True):
                     box = gr.Textbox(placeholder="什么是负迁移？ / What is negative transfer?", show_label=False,
-                                     scale=5, elem_id="question", max_lines=4)
-                    send = gr.Button("Ask 提问", variant="primary", scale=1, elem_id="ask")
-                gr.Examples(EXAMPLES, inputs=box, label="Examples 示例")
-                clear = gr.Button("Clear chat 清空", elem_id="clear")
-                with gr.Row(visible=False) as fix_row:
-                    pick = gr.Dropdown(section_choices, label="Which section should have been cited? 应引用哪一节？",
-                                       scale=4, elem_id="pick")
-                    pick_send = gr.Button("Send feedback", scale=1, elem_id="pick-send")
-                note = gr.Markdown("")
+                                     scale=4, elem_id="question", max_lines=4)
+                    lang = gr.Radio(LANG_CHOICES, value="auto", label="Answer language 回答语言", scale=3,
+                                    elem_id="lang", min_width=270)
+                    send = gr.Button("Ask 提问", variant="primary", scale=1, elem_id="ask", min_width=80)
+                chapters = gr.Dropdown(panel.chapter_choices(), value=[], multiselect=True, elem_id="chapters",
+                                       label="Only these chapters 只搜索这些章（空 = 全部）", visible=panel.multi)
+                gr.Examples(panel.examples(), inputs=box, label="Examples 示例")
+                new_chat = gr.Button("New chat 新对话", elem_id="new-chat", size="sm")
+                with gr.Column(visible=False, elem_id="why", variant="panel") as why_box:
+                    reason = gr.Radio(REASON_CHOICES, value=None, elem_id="reason",
+                                      label="What was wrong with this answer? 这个回答哪里不对？")
+                    pick = gr.Dropdown(panel.section_choices(), value=None, elem_id="pick", allow_custom_value=False,
+                                       label="Which section answers it? 哪一节回答了这个问题？")
+                    comment = gr.Textbox(label="Comment (optional; needed for 'something else') 说明", max_lines=3,
+                                         elem_id="comment")
+                    with gr.Row():
+                        why_send = gr.Button("Send feedback 提交", variant="primary", elem_id="why-send")
+                        why_cancel = gr.Button("Cancel 取消", elem_id="why-cancel")
+                note = gr.Markdown("", elem_id="note")
             with gr.Column(scale=2, min_width=300):
-                with gr.Accordion("Settings 设置", open=False):
-                    k = gr.Slider(1, 10, value=5, step=1, label="Passages 段落数 (k)")
+                with gr.Accordion("Retrieval settings 检索设置", open=False):
+                    k = gr.Slider(1, 10, value=5, step=1, label="Sections retrieved 检索节数 (k)")
                     mode = gr.Radio(list(MODES), value="hybrid", label="Retrieval mode 检索方式")
-                    lang = gr.Radio(LANG_CHOICES, value="auto", label="Answer language 回答语言")
-                sources = gr.HTML("", elem_id="sources")
+                sources = gr.Markdown("", elem_id="sources", latex_delimiters=LATEX, sanitize_html=True)
+                show_id = gr.Textbox(elem_id="show-msg", elem_classes=["hidden-ctl"], show_label=False)
+                show_btn = gr.Button("show", elem_id="show-msg-btn", elem_classes=["hidden-ctl"])
 
-        def submit(message, history, k_, mode_, lang_, log):
-            history, sources_html, a = run(message, history, k_, mode_, lang_)
-            if a is not None:  # remembered for feedback on this answer
-                log = log + [{"index": len(history) - 1, "question": a.question,
-                              "lang": detect_language(a.question),
-                              "cited": list(dict.fromkeys(c.id for c in a.citations))}]
-            return history, sources_html, "", log
+        def submit(message, st, k_, mode_, lang_, chapters_):
+            st, mid = ask_in_chat(panel, message, st or {}, k_, mode_, lang_, chapters_)
+            return st["chat"], panel.render_sources(st["meta"][mid]) if mid else "", "", st
 
-        ev = dict(fn=submit, inputs=[box, chat, k, mode, lang, asked], outputs=[chat, sources, box, asked],
+        ev = dict(fn=submit, inputs=[box, store, k, mode, lang, chapters], outputs=[chat, sources, box, store],
                   api_visibility="private")
-        send.click(**ev)
-        box.submit(**ev)
+        # A new answer is shown from its question down (a long one does not hide its opening lines).
+        scroll_js = """() => { const wrap = document.querySelector('#chat .bubble-wrap');
+            const rows = wrap ? wrap.querySelectorAll('.user-row') : [];
+            if (rows.length) wrap.scrollTop += rows[rows.length - 1].getBoundingClientRect().top
+                                               - wrap.getBoundingClientRect().top - 8; }"""
+        send.click(**ev).then(None, js=scroll_js)
+        box.submit(**ev).then(None, js=scroll_js)
         gr.api(respond, api_name="respond")  # for gradio_client: message, history, k, mode, lang
-        clear.click(lambda: ([], "", [], gr.update(visible=False), ""), None, [chat, sources, asked, fix_row, note],
-                    api_visibility="private")
 
-        def on_like(log, data: gr.LikeData):
-            entry = next((e for e in log if e["index"] == data.index), None)
-            if entry is None or not entry["question"]:
-                return gr.update(visible=False), "", log
-            liked = data.liked in (True, "like", "Like")
-            if liked:
-                try:
-                    append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], entry["cited"],
-                                                                   "up", entry["cited"]))
-                except RagError as e:
-                    return gr.update(visible=False), f"⚠️ {md_escape(str(e))}", log
-                return gr.update(visible=False), "Thanks! 谢谢反馈。", log
-            return gr.update(visible=True), "Which section should it have cited? 请选择应引用的章节。", \
-                [e | {"pending": e["index"] == data.index} for e in log]
+        def show(mid, st):
+            m = (st or {}).get("meta", {}).get(mid)
+            return panel.render_sources(m) if m else gr.update()
 
-        chat.like(on_like, [asked], [fix_row, note, asked], api_visibility="private")
+        show_btn.click(show, [show_id, store], [sources], api_visibility="private")
 
-        def on_pick(choice, log):
-            entry = next((e for e in log if e.get("pending")), None)
-            if entry is None or not choice:
-                return gr.update(visible=True), "Pick a section first. 请先选择章节。", log
-            relevant = [] if choice == NOT_ANSWERED else [choice]
+        def restore(st):
+            st = st or {}
+            meta = st.get("meta", {})
+            if not st.get("chat"):  # nothing to restore: leave alone a question asked meanwhile
+                return gr.update(), gr.update()
+            return st["chat"], panel.render_sources(list(meta.values())[-1]) if meta else ""
+
+        demo.load(restore, [store], [chat, sources], api_visibility="private")
+
+        def clear():  # the one clear behaviour: the "new chat" button and the chat's trash icon
+            return [], "", {"chat": [], "meta": {}}, None, gr.update(visible=False), ""
+
+        for trigger in (new_chat.click, chat.clear):
+            trigger(clear, None, [chat, sources, store, pending, why_box, note], api_visibility="private")
+
+        def rated_message(st, data) -> dict | None:
+            """The rated message's record, found by the message id in its citation links."""
+            found = re.search(r"#src-(m[0-9a-f]+)-", json.dumps(data.value, ensure_ascii=False))
+            return (st or {}).get("meta", {}).get(found.group(1)) if found else None
+
+        def save(record: dict, done: str) -> str:
+            """Append a rating; the note says whether it was saved (a full disk is not a crash)."""
             try:
-                append_feedback(feedback_path, feedback_record(entry["question"], entry["lang"], relevant, "down",
-                                                               entry["cited"]))
-            except RagError as e:
-                return gr.update(visible=True), f"⚠️ {md_escape(str(e))}", log
-            return gr.update(visible=False), "Thanks! 谢谢反馈。", [e | {"pending": False} for e in log]
+                append_feedback(feedback_path, record)
+            except (OSError, RagError) as e:
+                return f"**error:** could not save the feedback to {md_escape(str(feedback_path))} ({md_escape(str(e))})."
+            return done
 
-        pick_send.click(on_pick, [pick, asked], [fix_row, note, asked], api_visibility="private")
+        def on_like(st, data: gr.LikeData):
+            m = rated_message(st, data)
+            if m is None:
+                return None, gr.update(visible=False), "Only answers can be rated. 只能评价回答。"
+            if data.liked is True:
+                return None, gr.update(visible=False), save(message_feedback_record(m, "up"), "Thanks! 谢谢反馈。")
+            if data.liked is False:
+                return m["message_id"], gr.update(visible=True), "What was wrong? Choose below; nothing is " \
+                                                                  "recorded until you send. 请选择原因后提交。"
+            return None, gr.update(visible=False), save(message_feedback_record(m, "withdrawn"),
+                                                        "Rating withdrawn. 已撤回评价。")
+
+        chat.like(on_like, [store], [pending, why_box, note], api_visibility="private").then(
+            lambda: (None, None, ""), None, [reason, pick, comment], api_visibility="private")
+
+        def on_why(mid, reason_, pick_, comment_, st):
+            m = (st or {}).get("meta", {}).get(mid) if mid else None
+            keep = (mid, gr.update(visible=True))
+            if m is None:
+                return None, gr.update(visible=False), "That answer is no longer in the chat. 该回答已不在对话中。"
+            if not reason_:
+                return *keep, "Choose what was wrong first. 请先选择原因。"
+            if reason_ == "different_section" and not pick_:
+                return *keep, "Choose the section that answers it. 请选择回答该问题的章节。"
+            if reason_ == "other" and not (comment_ or "").strip():
+                return *keep, "Say what was wrong in the comment. 请在说明中写明原因。"
+            record = message_feedback_record(m, "down", reason_, [pick_] if reason_ == "different_section" else None,
+                                             (comment_ or "").strip())
+            return None, gr.update(visible=False), save(record, "Thanks! 谢谢反馈。")
+
+        why_send.click(on_why, [pending, reason, pick, comment, store], [pending, why_box, note],
+                       api_visibility="private")
+        why_cancel.click(lambda: (None, gr.update(visible=False), "Nothing recorded. 未记录。"), None,
+                         [pending, why_box, note], api_visibility="private")
     return demo
 
 
@@ -328,7 +565,7 @@ class Guard:
                                "rag serve --host NAME.")
         allowed = API_METHODS.get(path)
         if allowed and scope["method"] not in allowed:
-            return await _json(send, 405, f"{path} takes {' or '.join(allowed[:1])}, not {scope['method']}; see /docs.",
+            return await _json(send, 405, f"{scope['method']} is not allowed on {path}; use {allowed[0]}. See /docs.",
                                [(b"allow", ", ".join(allowed).encode())])
         if "/upload" in path:
             return await _json(send, 403, "uploads are disabled: this app takes questions only.")
@@ -387,8 +624,8 @@ class Guard:
                     detail = raw.decode("utf-8", "replace").strip()
                 status = start["status"]
                 if not detail or detail in ("Not Found", "Method Not Allowed"):
-                    detail = ("no such page or API route; the API is /api/search, /api/ask and /api/health "
-                              "(see /docs)") if status == 404 else \
+                    detail = (f"not found: {path}. The API has GET /api/search, POST /api/ask and GET "
+                              "/api/health; the chat page is at /. See /docs.") if status == 404 else \
                         f"method {scope['method']} is not allowed here; see /docs for each route's method"
                 extra = [(k, v) for k, v in start.get("headers", []) if k.lower() == b"allow"]
                 return await _json(send, status, str(detail), extra)
@@ -425,7 +662,7 @@ def build_api(r: Retriever, pool: QuestionPool | None = None):
     from pydantic import BaseModel
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the transfer-learning chapter.",
+    app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the indexed chapters.",
                   version=r.index.manifest.get("package_version", ""))
     pool = pool or QuestionPool()
 
@@ -437,6 +674,8 @@ def build_api(r: Retriever, pool: QuestionPool | None = None):
         question: str
         lang: str = "auto"
         k: int = 5
+        mode: str = "hybrid"
+        chapters: list[str] | None = None
         history: list[Turn] = []  # the previous turns, oldest first
 
     @app.exception_handler(RagError)
@@ -463,14 +702,16 @@ def build_api(r: Retriever, pool: QuestionPool | None = None):
                                       "in a moment."}, status_code=503, headers={"retry-after": "5"})
 
     @app.get("/api/search", summary="Retrieve the best sections (the `rag search --json` list)")
-    async def search(q: str = Query(..., description="the question"), k: int = 5, mode: str = "hybrid"):
-        hits = await pool.run(q, r.search, q, k=k, mode=mode)
+    async def search(q: str = Query(..., description="the question"), k: int = 5, mode: str = "hybrid",
+                     chapters: list[str] | None = Query(None, description="limit to these chapters, e.g. ch05")):
+        hits = await pool.run(q, r.search, q, k=k, mode=mode, chapters=chapters)
         return [h.to_dict() for h in hits]
 
     @app.post("/api/ask", summary="Answer with cited quotes (the `rag ask --json` object)")
     async def ask(body: AskBody):
         history = [t.model_dump() for t in body.history]
-        a = await pool.run(body.question, answer, body.question, r, lang=body.lang, k=body.k, history=history)
+        a = await pool.run(body.question, answer, body.question, r, lang=body.lang, k=body.k, mode=body.mode,
+                           chapters=body.chapters, history=history)
         return a.to_dict()
 
     @app.get("/api/health", summary="Index information")
@@ -489,7 +730,7 @@ def create_app(r: Retriever, feedback_path: Path | None = None, hosts: frozenset
     import gradio as gr
 
     demo = build_ui(r, Path(feedback_path or default_feedback_path()))
-    return Guard(gr.mount_gradio_app(build_api(r), demo, path="/", css=CSS, footer_links=["api"]), hosts)
+    return Guard(gr.mount_gradio_app(build_api(r), demo, path="/", css=CSS, head=HEAD, footer_links=["api"]), hosts)
 
 
 def _protocol():
@@ -529,8 +770,13 @@ def _protocol():
     return Guarded
 
 
-def bind(host: str, port: int):
-    """A listening socket on host:port, or RagError if it is taken (checked before anything is loaded)."""
+def check_port(host: str, port: int) -> None:
+    """RagError now if host:port cannot be listened on (e.g. taken), before anything is loaded.
+
+    The port is bound and released; the server binds it again when it starts. (Handing this
+    socket to uvicorn instead made the chat page's events unreliable: the browser test lost
+    updates in most runs.)
+    """
     import socket
 
     try:
@@ -539,17 +785,14 @@ def bind(host: str, port: int):
         raise RagError(f"--host {host!r} is not an address of this machine ({e.strerror}). "
                        "Use 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces).") from None
     family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(addr)
-        sock.listen(128)
-    except OSError as e:
-        sock.close()
-        raise RagError(f"cannot listen on {host}:{port} ({e.strerror}). Another program (or another rag "
-                       "serve) may be using the port: pick another with --port.") from None
-    sock.set_inheritable(True)
-    return sock
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+            sock.listen(1)
+        except OSError as e:
+            raise RagError(f"cannot listen on {host}:{port} ({e.strerror}). Another program (or another rag "
+                           "serve) may be using the port: pick another with --port.") from None
 
 
 def serve(index_dir: Path, corpus_dir: Path, host: str = "127.0.0.1", port: int = 7860,
@@ -561,14 +804,15 @@ def serve(index_dir: Path, corpus_dir: Path, host: str = "127.0.0.1", port: int 
     t0 = time.perf_counter()
     fb = Path(feedback_path or default_feedback_path())
     check_feedback_path(fb)
-    sock = bind(host, port)  # fail on a busy port now, not after "ready"
+    check_port(host, port)  # fail on a busy port now, not after loading
     r = load_fresh(index_dir, corpus_dir)
     answer("什么是迁移学习？", r)  # warm up the encoder and the sentence statistics
     import uvicorn
 
     app = create_app(r, fb, allowed_hosts(host))
-    config = uvicorn.Config(app, log_level="warning", http=_protocol(), timeout_keep_alive=KEEP_ALIVE,
-                            limit_concurrency=MAX_REQUESTS, h11_max_incomplete_event_size=16 * 1024)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=_protocol(),
+                            timeout_keep_alive=KEEP_ALIVE, limit_concurrency=MAX_REQUESTS,
+                            h11_max_incomplete_event_size=16 * 1024)
     print(f"ready in {time.perf_counter() - t0:.1f} s: http://{host}:{port}  "
           f"(API: /api/search, /api/ask, /api/health; docs: /docs; feedback: {fb})", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(config).run()

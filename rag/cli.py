@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="hybrid", help=f"one of {', '.join(MODES)}")
     s.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     s.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    s.add_argument("--chapter", action="append", default=None, metavar="CHAPTER", help="limit to a chapter, e.g. ch05 (repeat for several)")
 
     a = sub.add_parser("ask", help="answer a question with quotes from the chapter")
     a.add_argument("question")
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("-k", type=int, default=5, help="sections to consider (default 5)")
     a.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     a.add_argument("--json", action="store_true", help="print the answer as JSON")
+    a.add_argument("--chapter", action="append", default=None, metavar="CHAPTER", help="limit to a chapter, e.g. ch05 (repeat for several)")
 
     v = sub.add_parser("serve", help="start the chat UI and HTTP API")
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -103,7 +105,7 @@ def _search(args) -> int:
     from .retriever import check_query, load_fresh
 
     check_query(args.question, args.k, args.mode)  # fail fast, before loading anything
-    hits = load_fresh(args.index).search(args.question, k=args.k, mode=args.mode)
+    hits = load_fresh(args.index).search(args.question, k=args.k, mode=args.mode, chapters=args.chapter)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
         return 0
@@ -122,7 +124,7 @@ def _ask(args) -> int:
 
     check_query(args.question, args.k)
     check_language(args.lang)  # fail fast, before loading anything
-    ans = answer(args.question, load_fresh(args.index), lang=args.lang, k=args.k)
+    ans = answer(args.question, load_fresh(args.index), lang=args.lang, k=args.k, chapters=args.chapter)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+from .feedback import latest_ratings
 from .lang import NEEDS_CONTEXT, detect_language, is_label, is_lead_in, question_language
 from .types import RagError
 
@@ -33,10 +34,10 @@ def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
 
     Optional fields kept: split, kind, heading_copy, history, evidence. Lines are split on "\n"
     only. A damaged line (not UTF-8, not JSON, not a question object) is skipped with a warning
-    that counts them; it never makes the whole file unreadable. Records with a `message_id`
-    (feedback) supersede earlier ones with the same id; the latest one wins, and a latest one
-    with `"withdrawn": true` removes the question. Every evidence span is checked against its
-    file: a span that does not match is a RagError (the set is out of date with the corpus).
+    that counts them; it never makes the whole file unreadable. Of a feedback log only the latest
+    rating of each message counts (feedback.latest_ratings). Every evidence span is checked
+    against its file: a span that does not match is a RagError (the set is out of date with the
+    corpus).
     """
     path = Path(path)
     if path.is_dir():
@@ -54,15 +55,11 @@ def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
             records.append((n, json.loads(raw.decode("utf-8"))))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             damaged.append((n, type(e).__name__))
-    latest = {}
-    for i, (n, q) in enumerate(records):
-        if isinstance(q, dict) and isinstance(q.get("message_id"), (str, int)):
-            latest[str(q["message_id"])] = i
+    counted = {id(q) for q in latest_ratings([q for _, q in records])}  # a feedback log: latest rating of each message
     questions, files = [], {}
-    for i, (n, q) in enumerate(records):
-        if isinstance(q, dict) and isinstance(q.get("message_id"), (str, int)):
-            if latest[str(q["message_id"])] != i or q.get("withdrawn") is True:
-                continue
+    for n, q in records:
+        if id(q) not in counted:
+            continue
         problem = _question_problem(q)
         if problem:
             damaged.append((n, problem))

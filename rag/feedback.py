@@ -81,3 +81,47 @@ def check_feedback_path(path: Path) -> None:
     if not ok:
         raise RagError(f"cannot write feedback to {path} (not writable). Choose a writable file with "
                        "--feedback FILE.")
+
+
+VOTES = ("up", "down", "withdrawn")
+REASONS = ("different_section", "not_covered", "wrong_language", "other")
+
+
+def message_feedback_record(message: dict, vote: str, reason: str | None = None, relevant: list[str] | None = None,
+                            comment: str = "") -> dict:
+    """A question-set line rating one chat message, with what it rates.
+
+    `message` holds the rated message as the chat recorded it: message_id, question, lang (the
+    question's), answer, cited (section ids), index (the index/corpus hash). The line carries
+    `relevant` only when the rating says which sections answer the question: 👍 (the cited ones),
+    👎 "a different section" (the one named) or "not covered" ([]). A later line with the same
+    message_id supersedes it (see `latest_ratings`); `vote: "withdrawn"` takes a rating back.
+    """
+    if vote not in VOTES or (reason is not None and reason not in REASONS):
+        raise ValueError(f"bad rating {vote!r}/{reason!r}")
+    rec = feedback_record(message["question"], message["lang"], [], vote, message["cited"])
+    del rec["relevant"]
+    if vote == "up":
+        rec["relevant"] = list(message["cited"])
+    elif reason == "different_section":
+        rec["relevant"] = list(relevant or [])
+    elif reason == "not_covered":
+        rec["relevant"] = []
+    rec.update({"message_id": message["message_id"], "answer": message["answer"], "index": message["index"],
+                **({"reason": reason} if reason else {}), **({"comment": comment} if comment else {})})
+    return rec
+
+
+def latest_ratings(records: list[dict]) -> list[dict]:
+    """The records that count: per message_id only the last one, and only if it labels the question.
+
+    Records without message_id (question sets, older feedback) all count, in order.
+    """
+    def mid(r):  # a message id, or None (also for one of a kind that cannot be a key, from a damaged line)
+        m = r.get("message_id") if isinstance(r, dict) else None
+        return m if isinstance(m, (str, int)) and not isinstance(m, bool) else None
+
+    last = {mid(r): i for i, r in enumerate(records) if mid(r) is not None}
+    return [r for i, r in enumerate(records)
+            if mid(r) is None or (last[mid(r)] == i and r.get("feedback") != "withdrawn"
+                                           and "relevant" in r)]

@@ -38,6 +38,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ import numpy as np
 from . import __version__
 from .align import apply_pairing, attach_originals, pair_sections
 from .chunking import MAX_CHARS
-from .corpus import find_chapters, read_corpus
+from .corpus import chapter_id, find_chapters, parse_blocks, read_corpus, read_text
 from .text import normalize
 from .embedding import Encoder
 from .glossary import GLOSSARY_FILE, read_glossary
@@ -371,6 +372,29 @@ class LoadedIndex:
         """A section (by qualified id) in the given language, else in the original (zh), else in any language."""
         found = {self.lang_of(s.source): s for s in self.sections if s.key == key}
         return found.get(lang) or found.get("zh") or next(iter(found.values()), None)
+
+    @cached_property
+    def chapter_titles(self) -> dict[tuple[str, str], str]:
+        """(chapter, lang) -> the chapter's title: the first `#` heading of its first file in that language."""
+        titles: dict[tuple[str, str], str] = {}
+        for name in sorted(self.manifest["corpus"]):
+            lang = self.lang_of(name)
+            if lang == "glossary" or (chapter_id(name), lang) in titles:
+                continue
+            try:
+                headings, _ = parse_blocks(read_text(self.corpus_dir / name))
+            except (OSError, RagError):
+                continue  # an unreadable file has no title; its chapter is named by its id
+            first = next((h.title for h in headings if h.level == 1), None)
+            if first:
+                titles[(chapter_id(name), lang)] = first
+        return titles
+
+    def chapter_title(self, chapter: str, lang: str) -> str:
+        """A chapter's title in lang, else in the original (zh), else in any language, else its id."""
+        t = self.chapter_titles
+        return t.get((chapter, lang)) or t.get((chapter, "zh")) or \
+            next((v for (c, _), v in t.items() if c == chapter), chapter)
 
 
 def read_manifest(index_dir: Path) -> dict:

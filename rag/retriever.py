@@ -68,6 +68,9 @@ class Retriever:
             keys.setdefault(sec.key, len(keys))
         self.section_keys = list(keys)
         self.section_index = keys  # qualified id -> position in section_keys
+        # The chapter filter's ids (the qualified ids' "chNN/" prefix), in index order.
+        self._section_chapter = np.array([k.split("/", 1)[0] for k in self.section_keys])
+        self.chapters = list(dict.fromkeys(self._section_chapter.tolist()))
         self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
         self._title_section = np.array([keys[s.key] for s in index.sections], dtype=np.int64)
         chunk_langs = np.array([c.lang for c in self.chunks])
@@ -100,18 +103,38 @@ class Retriever:
                                     f"{manifest['encoder']['id']!r} makes {dim}. Rebuild: rag build --index {index_dir}")
         return cls(index, encoder)
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'."""
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", chapters=None) -> list[Hit]:
+        """The k best sections for query; mode is 'hybrid' (default), 'dense' or 'lexical'.
+
+        `chapters` (e.g. ["ch05", "ch10"]) limits the search to those chapters; None searches all.
+        """
         query = check_query(query, k, mode)
-        chunk_scores, section_scores = self.scores(query, mode)
+        chunk_scores, section_scores = self.scores(query, mode, chapters=chapters)
         return self.hits(chunk_scores, section_scores, k)
 
     def embed(self, query: str) -> np.ndarray:
         """The query's unit vector (one row)."""
         return self.encoder.encode([query])
 
-    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys)."""
+    def chapter_mask(self, chapters) -> np.ndarray | None:
+        """Which sections (indexed like section_keys) lie in the given chapters; None for no filter."""
+        if chapters is None:
+            return None
+        if not isinstance(chapters, (list, tuple, set, frozenset)) or not all(isinstance(c, str) for c in chapters):
+            raise RagError(f"chapters must be a list of chapter ids like ['ch05'], not {chapters!r}.")
+        unknown = [c for c in chapters if c not in self.chapters]
+        if unknown or not chapters:
+            raise RagError(f"unknown chapter {', '.join(map(repr, unknown)) or '(none given)'}; "
+                           f"choose from: {', '.join(self.chapters)}.")
+        return np.isin(self._section_chapter, list(chapters))
+
+    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None,
+               chapters=None) -> tuple[np.ndarray, np.ndarray]:
+        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys).
+
+        Sections outside `chapters` (when given) score 0, and so do their chunks.
+        """
+        in_chapters = self.chapter_mask(chapters)
         n = len(self.chunks)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
@@ -150,6 +173,9 @@ class Retriever:
         np.maximum.at(section, self._chunk_section, chunk)
         if title is not None:
             section = (section + TITLE_WEIGHT * title) / (1.0 + TITLE_WEIGHT)
+        if in_chapters is not None:
+            section = section * in_chapters
+            chunk = chunk * in_chapters[self._chunk_section]
         return chunk, section
 
     def hits(self, chunk_scores: np.ndarray, section_scores: np.ndarray, k: int) -> list[Hit]:

@@ -243,13 +243,13 @@ def test_writer_cuts_back_a_short_write(tmp_path, monkeypatch):
 
 def test_later_record_with_the_same_message_id_wins(tmp_path):
     log = tmp_path / "fb.jsonl"
-    rec = feedback_record("什么是负迁移？", "zh", ["10.1"], "down", [])
-    for r in (rec | {"message_id": "m1"}, rec | {"id": "b", "message_id": "m1", "relevant": ["10.14"]},
-              rec | {"id": "c", "message_id": "m2"}, rec | {"id": "d", "message_id": "m2", "withdrawn": True},
-              rec | {"id": "e"}):
+    rec = feedback_record("什么是负迁移？", "zh", ["ch10/10.1"], "down", [])
+    for r in (rec | {"message_id": "m1"}, rec | {"id": "b", "message_id": "m1", "relevant": ["ch10/10.14"]},
+              rec | {"id": "c", "message_id": "m2"}, rec | {"id": "d", "message_id": "m2", "feedback": "withdrawn"},
+              rec | {"id": "f", "message_id": ["not", "a", "key"]}, rec | {"id": "e"}):
         append_feedback(log, r)
     qs = read_questions(log)
-    assert [(q["id"], q["relevant"]) for q in qs] == [("b", ["10.14"]), ("e", ["10.1"])]
+    assert [(q["id"], q["relevant"]) for q in qs] == [("b", ["ch10/10.14"]), ("f", ["ch10/10.1"]), ("e", ["ch10/10.1"])]
 
 
 @pytest.mark.parametrize("make", [lambda p: p.mkdir() or p, lambda p: (p.write_text("x"), p / "fb.jsonl")[1]])

@@ -145,3 +145,18 @@ def test_read_corpus_keeps_offsets_across_files(small_corpus):
     assert [c.id for c in chunks] == list(range(len(chunks)))
     for c in chunks:
         assert (small_corpus / c.source).read_text(encoding="utf-8")[c.start:c.end] == c.text
+
+
+def test_chapter_titles_are_each_chapters_first_top_heading(tmp_path, fake_encoder):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(REPO / "tests" / "fixtures" / "two_chapters", corpus)
+    (corpus / "ch02_植物.md").write_text("```\n# 不是标题\n```\n\n" + (corpus / "ch02_植物.md").read_text(encoding="utf-8"),
+                                       encoding="utf-8")
+    build_index(corpus, tmp_path / "index", fake_encoder)
+    index = load_index(tmp_path / "index")
+    assert index.chapter_title("ch01", "zh") == "第一章 动物"
+    assert index.chapter_title("ch02", "en") == "第二章 植物"  # no English file: the original's title
+    assert index.chapter_title("ch99", "zh") == "ch99"
+    committed = load_index(REPO / "index")
+    assert [committed.chapter_title("ch10", lang) for lang in ("zh", "en")] == ["第十章 迁移学习",
+                                                                                "Chapter 10 Transfer Learning"]
