@@ -146,7 +146,7 @@ def _sentences(r: Retriever) -> _Sentences:
 @lru_cache(maxsize=1)
 def default_retriever() -> Retriever:
     """The bundled index, loaded once per process."""
-    return Retriever.load(rebuild=True)
+    return Retriever.load()
 
 
 def check_language(lang: str) -> None:
@@ -236,6 +236,10 @@ def resolve(question: str, lang: str, history, r: Retriever) -> tuple[str, list[
     prev_q, prev_sections = _turn(history[-1])
     if not prev_q.strip():
         return question, []
+    try:  # the previous question is retrieved with too: the same checks as a question
+        prev_q = check_query(prev_q)
+    except RagError as e:
+        raise RagError(f"the last turn of the history: {e}") from None
     items, _ = _items(question, lang, r)
     if not (is_anaphoric(question, lang) or len(items) <= 1):
         return question, []

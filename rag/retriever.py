@@ -12,6 +12,7 @@ query's words, not with the corpus.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from .embedding import Encoder, load_encoder
 from .lang import detect_language
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
 from .store import Store, open_store, store_spec
-from .types import Hit, RagError, StaleIndexError
+from .types import DamagedIndexError, Hit, IndexMissingError, RagError, StaleIndexError
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
@@ -57,7 +58,18 @@ class Retrieval:
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
     """Validate search arguments; return the stripped query or raise RagError saying what to fix."""
-    if not isinstance(query, str) or not query.strip():
+    if query is None:
+        query = ""
+    if not isinstance(query, str):
+        raise RagError(f"the question must be text (a str), not {type(query).__name__}. "
+                       "Decode bytes as UTF-8 first, e.g. question.decode('utf-8').")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RagError(f"the question has a character that is not valid Unicode text ({query[e.start]!r} at "
+                       f"position {e.start}, e.g. a lone surrogate or undecodable input). Retype it or send "
+                       "it as UTF-8.") from None
+    if not query.strip():
         raise RagError("the question is empty. Type a question, e.g. 什么是负迁移？ or 'What is negative transfer?'")
     query = query.strip()
     if len(query) > MAX_QUERY_CHARS:
@@ -114,21 +126,17 @@ class Retriever:
         self._first_chunk[present] = first
 
     @classmethod
-    def load(cls, index_dir: str | Path = DEFAULT_INDEX, rebuild: bool = False) -> "Retriever":
-        """Load an index; with rebuild=True a stale index is rebuilt first (with a message)."""
-        index_dir = Path(index_dir)
+    def load(cls, index_dir: str | Path = DEFAULT_INDEX) -> "Retriever":
+        """Load an index and its encoder. Never writes: a stale or damaged index raises RagError."""
+        if index_dir is None or not isinstance(index_dir, (str, os.PathLike)):
+            raise RagError(f"the index directory must be a path, not {index_dir!r}.")
         manifest = read_manifest(index_dir)
         encoder = load_encoder(manifest["encoder"]["id"])  # loads in the background meanwhile
-        try:
-            index = load_index(index_dir)
-        except StaleIndexError as e:
-            if not rebuild:
-                raise
-            print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
-            corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
-            build_index(corpus, index_dir, encoder, manifest["index_type"],
-                        manifest["chunking"]["max_chars"], progress=True, store=store_spec(manifest, index_dir))
-            index = load_index(index_dir)
+        index = load_index(index_dir)
+        dim = getattr(encoder, "dim", None)
+        if dim is not None and dim != index.vectors.d:
+            raise DamagedIndexError(f"{index_dir} has {index.vectors.d}-dimensional vectors, encoder "
+                                    f"{manifest['encoder']['id']!r} makes {dim}. Rebuild: rag build --index {index_dir}")
         return cls(index, encoder)
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid", chapters=None) -> list[Hit]:
@@ -169,7 +177,7 @@ class Retriever:
         """Which sections (indexed like section_keys) lie in the given chapters; None for no filter."""
         if chapters is None:
             return None
-        if isinstance(chapters, str) or not all(isinstance(c, str) for c in chapters):
+        if not isinstance(chapters, (list, tuple, set, frozenset)) or not all(isinstance(c, str) for c in chapters):
             raise RagError(f"chapters must be a list of chapter ids like ['ch05'], not {chapters!r}.")
         unknown = [c for c in chapters if c not in self.chapters]
         if unknown or not chapters:
@@ -320,3 +328,28 @@ class Retriever:
             else:
                 out.append(int(self._first_chunk[sec]))
         return out
+
+
+def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | None = None) -> Retriever:
+    """Load an index for the commands that serve questions, rebuilding it (and saying so) if it is stale.
+
+    With corpus_dir, a missing index is built from it too.
+    """
+    index_dir = Path(index_dir)
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexMissingError:
+        if corpus_dir is None:
+            raise
+        print(f"no index at {index_dir}; building it from {corpus_dir} ...", file=sys.stderr, flush=True)
+        build_index(Path(corpus_dir), index_dir, progress=True)
+        return Retriever.load(index_dir)
+    try:
+        return Retriever.load(index_dir)
+    except StaleIndexError as e:
+        print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
+        corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
+        build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
+                    manifest["chunking"]["max_chars"], progress=True, store=store_spec(manifest, index_dir))
+    return Retriever.load(index_dir)
+

@@ -176,6 +176,8 @@ def _close_clients() -> None:
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """'faiss' -> ('faiss', None); 'qdrant:PATH' or 'qdrant:http://HOST:6333' -> ('qdrant', location)."""
+    if not isinstance(spec, str):
+        raise RagError(f"the store must be text like 'faiss' or 'qdrant:PATH', not {spec!r}.")
     kind, _, location = spec.partition(":")
     if kind == "faiss" and not location:
         return "faiss", None

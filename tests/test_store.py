@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, FakeEncoder
 from rag.evaluate import read_questions
-from rag.index import build_index, load_index
+from rag.index import build_index, is_index, load_index, version_dir
 from rag.retriever import Retriever
 from rag.types import DamagedIndexError, RagError
 from synthetic import write_corpus
@@ -102,13 +102,13 @@ def test_manifest_records_the_store(chapter_pair):
     _, other = chapter_pair
     record = other.index.manifest["store"]
     assert record["kind"] == "qdrant" and record["points"] == len(other.chunks)
-    assert json.loads((REPO / "index" / "manifest.json").read_text())["store"] == {"kind": "faiss"}
+    assert json.loads((version_dir(REPO / "index") / "manifest.json").read_text())["store"] == {"kind": "faiss"}
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path, small_corpus):
     with pytest.raises(RagError, match="cannot reach the Qdrant store at http://127.0.0.1:9"):
         build_index(small_corpus, tmp_path / "index", FakeEncoder(), store="qdrant:http://127.0.0.1:9")
-    assert not (tmp_path / "index").exists()
+    assert not is_index(tmp_path / "index")  # no version was published
 
 
 @pytest.mark.parametrize("spec", ["qdrant", "qdrant:", "milvus:/x", "faiss:/x"])
@@ -119,8 +119,21 @@ def test_unknown_store_spec(tmp_path, small_corpus, spec):
 
 def test_missing_collection_is_a_clear_error(tmp_path, small_corpus):
     build_index(small_corpus, tmp_path / "index", FakeEncoder(), store=f"qdrant:{tmp_path / 'q'}")
-    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    path = version_dir(tmp_path / "index") / "manifest.json"
+    manifest = json.loads(path.read_text())
     manifest["store"]["collection"] = "gone"
-    (tmp_path / "index" / "manifest.json").write_text(json.dumps(manifest))
+    path.write_text(json.dumps(manifest))
     with pytest.raises(DamagedIndexError, match="no collection gone.*rag build --store qdrant:"):
         Retriever(load_index(tmp_path / "index"), FakeEncoder())
+
+
+@pytest.mark.parametrize("store", [{"kind": "milvus"}, {"kind": "qdrant", "location": "q"}, "faiss"])
+def test_manifest_schema_checks_the_store(tmp_path, small_corpus, store):
+    build_index(small_corpus, tmp_path / "index", FakeEncoder())
+    assert load_index(tmp_path / "index").manifest["store"] == {"kind": "faiss"}
+    path = version_dir(tmp_path / "index") / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["store"] = store
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DamagedIndexError, match="'store' must be"):
+        load_index(tmp_path / "index")
