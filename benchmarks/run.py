@@ -1,7 +1,7 @@
 """Benchmarks: cold start, warm latency, build, memory, a warm query's time breakdown, the server
 under load, and FAISS index types at scale. Prints tables and writes benchmarks/results.json.
 
-    .venv/bin/python benchmarks/run.py [--skip-scale] [--skip-server] [--max-n 1000000]
+    .venv/bin/python benchmarks/run.py [--skip-scale] [--skip-server] [--only-scale] [--max-n 1000000]
     .venv/bin/python benchmarks/run.py --book [--book-index DIR]   # the whole book only (book/)
 
 Benchmarks are not tests: nothing here asserts a time. Absolute numbers drift on a shared machine;
@@ -145,30 +145,21 @@ def breakdown(r, questions):
     """Median time of each stage of a warm hybrid answer."""
     from rag.answer import answer
 
-    stages = {k: [] for k in ("encode", "faiss", "tokenize", "bm25", "fusion+per-section", "sentence selection")}
-    n = len(r.chunks)
+    stages = {k: [] for k in ("encode", "tokenize", "retrieve (candidates + fusion)", "sentence selection")}
     for q in questions:
         t0 = time.perf_counter()
         qv = r.embed(q)
         t1 = time.perf_counter()
-        r.index.vectors.search(qv, n)
+        r.index.tokenize(q)
         t2 = time.perf_counter()
-        toks = r.index.tokenize(q)
+        r.retrieve(q, 5, "hybrid", qv=qv)
         t3 = time.perf_counter()
-        for scorer in r.index.bm25.values():
-            scorer.scores(toks)
-        t4 = time.perf_counter()
-        cs, ss = r.scores(q, "hybrid", qv=qv)
-        r.hits(cs, ss, 5)
-        t5 = time.perf_counter()
         answer(q, r)
-        t6 = time.perf_counter()
+        t4 = time.perf_counter()
         stages["encode"].append(t1 - t0)
-        stages["faiss"].append(t2 - t1)
-        stages["tokenize"].append(t3 - t2)
-        stages["bm25"].append(t4 - t3)
-        stages["fusion+per-section"].append(max(0.0, (t5 - t4) - (t2 - t1) - (t4 - t2)))
-        stages["sentence selection"].append(max(0.0, (t6 - t5) - (t5 - t4) - (t1 - t0)))
+        stages["tokenize"].append(t2 - t1)
+        stages["retrieve (candidates + fusion)"].append(t3 - t2)
+        stages["sentence selection"].append(max(0.0, (t4 - t3) - (t3 - t2) - (t1 - t0)))
     return {k: ms(statistics.median(v)) for k, v in stages.items()}
 
 
@@ -247,72 +238,13 @@ def _rss_mb(pid):
     return None
 
 
-def bench_scale(max_n=1_000_000, budget_s=240.0):
-    """FAISS index types on synthetic clustered unit vectors (d=512; encoding 1M chunks would take hours)."""
-    import faiss
-    import numpy as np
+def bench_scale(max_n=100_000, qdrant_max_n=10_000, skip_ivf=False):
+    """The whole hybrid search at 10k/100k/1M synthetic chunks: see benchmarks/scale.py."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import scale
 
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
-    d, rng = 512, np.random.default_rng(0)
-    centers = rng.standard_normal((1000, d)).astype(np.float32)
-
-    def sample(n):
-        x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, d)).astype(np.float32)
-        faiss.normalize_L2(x)
-        return x
-
-    queries = sample(200)
-    out = []
-    for n in (10_000, 100_000, 1_000_000):
-        if n > max_n:
-            out.append({"n": n, "skipped": f"--max-n {max_n}"})
-            continue
-        xb = sample(n)
-        flat_ids = None
-        for kind in ("Flat", "HNSW32", f"IVF{int(4 * n ** 0.5)},PQ32"):
-            row = {"n": n, "index": kind}
-            est = _estimate(out, kind, n)
-            if est is not None and est > budget_s:
-                row["skipped"] = f"estimated build {est:.0f} s > budget {budget_s:.0f} s"
-                out.append(row)
-                print(f"  skip {kind} n={n}: {row['skipped']}", file=sys.stderr)
-                continue
-            index = faiss.index_factory(d, kind, faiss.METRIC_INNER_PRODUCT)
-            t = time.perf_counter()
-            if not index.is_trained:  # a bounded training sample: training cost does not grow with n
-                index.train(xb[: min(n, 20_000)])
-            index.add(xb)
-            row["build_s"] = round(time.perf_counter() - t, 2)
-            path = Path(tempfile.mkdtemp()) / "x.faiss"
-            faiss.write_index(index, str(path))
-            row["disk_mb"] = round(path.stat().st_size / 2**20, 1)
-            shutil.rmtree(path.parent)
-            if kind.startswith("IVF"):
-                faiss.ParameterSpace().set_index_parameter(index, "nprobe", 16)
-            t = time.perf_counter()
-            _, ids = index.search(queries, 10)
-            row["search_ms_per_query"] = round(1000 * (time.perf_counter() - t) / len(queries), 3)
-            if kind == "Flat":
-                flat_ids = ids
-            row["recall@10_vs_flat"] = round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, flat_ids)])), 3)
-            out.append(row)
-            print(f"  {kind} n={n}: {row}", file=sys.stderr)
-        row_mem = {"n": n, "index": "(vectors in RAM)", "disk_mb": round(xb.nbytes / 2**20, 1)}
-        out.append(row_mem)
-        del xb
-    return out
-
-
-def _estimate(rows, kind, n):
-    """Build time extrapolated from the previous size: linear for HNSW (a bit worse), and for IVF
-    by its training sample, which is bounded (adding vectors is cheap next to training)."""
-    prev = [r for r in rows if r.get("index", "").split(",")[0][:3] == kind[:3] and "build_s" in r]
-    if not prev:
-        return None
-    p = prev[-1]
-    if kind.startswith("IVF"):
-        return p["build_s"] * min(n, 20_000) / min(p["n"], 20_000) * 1.2
-    return p["build_s"] * (n / p["n"]) * (1.3 if kind.startswith("HNSW") else 1.0)
+    return scale.bench_scale(max_n, qdrant_max_n, skip_ivf=skip_ivf,
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
 
 
 def table(title, rows):
@@ -326,10 +258,12 @@ def table(title, rows):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only-scale", action="store_true", help="run the FAISS scale benchmark only")
+    p.add_argument("--only-scale", action="store_true", help="run the scale benchmark only (benchmarks/scale.py)")
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--skip-server", action="store_true")
-    p.add_argument("--max-n", type=int, default=1_000_000)
+    p.add_argument("--max-n", type=int, default=100_000, help="largest scale row (1000000: see benchmarks/scale.py)")
+    p.add_argument("--qdrant-max-n", type=int, default=10_000, help="largest Qdrant local-mode row")
+    p.add_argument("--skip-ivf", action="store_true", help="no IVF-PQ rows (training takes minutes on one core)")
     p.add_argument("--book", action="store_true", help="benchmark the whole book (book/) only")
     p.add_argument("--book-index", type=Path, help="with --book: use this built book index instead of building one")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.json")
@@ -348,8 +282,8 @@ def main():
         args.out.write_text(json.dumps({**previous, **results}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         return
     if args.only_scale:
-        results["scale"] = bench_scale(args.max_n)
-        table("FAISS at scale (synthetic clustered unit vectors, d=512, 200 queries, IVF nprobe=16)", results["scale"])
+        results["scale"] = bench_scale(args.max_n, args.qdrant_max_n, args.skip_ivf)
+        table("Hybrid search at scale (benchmarks/scale.py; 200 queries, k=5, one thread)", results["scale"])
         previous = json.loads(args.out.read_text()) if args.out.exists() else {}
         args.out.write_text(json.dumps({**previous, **results}, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         return
@@ -370,8 +304,8 @@ def main():
         table("Server: rag serve, then 8 clients on /api/ask for 30 s", [results["server"]])
     if not args.skip_scale:
         print("scale ...", file=sys.stderr)
-        results["scale"] = bench_scale(args.max_n)
-        table("FAISS at scale (synthetic clustered unit vectors, d=512, 200 queries, IVF nprobe=16)", results["scale"])
+        results["scale"] = bench_scale(args.max_n, args.qdrant_max_n, args.skip_ivf)
+        table("Hybrid search at scale (benchmarks/scale.py; 200 queries, k=5, one thread)", results["scale"])
     args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(f"\nwritten to {args.out}")
 

@@ -176,10 +176,10 @@ def fit(questions: list[dict], r) -> dict:
 
 def main() -> int:
     from .evaluate import DEFAULT_QUESTIONS, read_questions
-    from .retriever import Retriever
+    from .retriever import load_fresh
 
     questions = [q for q in read_questions(DEFAULT_QUESTIONS) if q.get("split") == "dev"]
-    m = fit(questions, Retriever.load(rebuild=True))
+    m = fit(questions, load_fresh())
     MODEL_FILE.write_text(json.dumps(m, indent=1) + "\n", encoding="utf-8")
     model.cache_clear()
     print(json.dumps(m["cv"], indent=1))

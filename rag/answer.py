@@ -149,7 +149,7 @@ def _sentences(r: Retriever) -> _Sentences:
 @lru_cache(maxsize=1)
 def default_retriever() -> Retriever:
     """The bundled index, loaded once per process."""
-    return Retriever.load(rebuild=True)
+    return Retriever.load()
 
 
 def check_language(lang: str) -> None:
@@ -239,6 +239,10 @@ def resolve(question: str, lang: str, history, r: Retriever) -> tuple[str, list[
     prev_q, prev_sections = _turn(history[-1])
     if not prev_q.strip():
         return question, []
+    try:  # the previous question is retrieved with too: the same checks as a question
+        prev_q = check_query(prev_q)
+    except RagError as e:
+        raise RagError(f"the last turn of the history: {e}") from None
     items, _ = _items(question, lang, r)
     if not (is_anaphoric(question, lang) or len(items) <= 1):
         return question, []
@@ -257,8 +261,7 @@ class Analysis:
     lang: str
     qtype: str
     qv: np.ndarray
-    chunk_scores: np.ndarray
-    section_scores: np.ndarray
+    section_scores: np.ndarray  # sections outside the retrieval's candidates score 0
     hits: list
     features: dict
 
@@ -269,17 +272,15 @@ def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", histo
     lang = question_language(question)
     lang = lang if lang in ("zh", "en") else "zh"
     query, favoured = resolve(question, lang, history, r)
-    qv = r.embed(query)
-    chunk_scores, section_scores = r.scores(query, mode, qv=qv, chapters=chapters)
-    if favoured:
-        section_scores = section_scores.copy()
-        for n, key in enumerate(r.section_keys):
-            if any(same_section(key, f) for f in favoured) and section_scores[n] > 0:
-                section_scores[n] += FOLLOWUP_BOOST
-    hits = r.hits(chunk_scores, section_scores, k)
+    # the previous turn's sections are raised by FOLLOWUP_BOOST where they have evidence (score > 0);
+    # two sections at least, for the features' second score
+    boost = {key: FOLLOWUP_BOOST for key in r.section_keys if any(same_section(key, f) for f in favoured)}
+    found = r.retrieve(query, max(k, 2), mode, boost=boost, chapters=chapters)
+    qv = found.query_vector if found.query_vector is not None else r.embed(query)
+    section_scores, hits = found.section_scores, found.hits[:k]
     qtype = question_type(question, lang)
     from .abstain import features
-    return Analysis(question, query, lang, qtype, qv, chunk_scores, section_scores, hits,
+    return Analysis(question, query, lang, qtype, qv, section_scores, hits,
                     features(query, qtype, qv, section_scores, r))
 
 

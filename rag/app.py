@@ -17,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import sys
 import time
 from pathlib import Path
 
@@ -480,16 +479,192 @@ def build_ui(r: Retriever, feedback_path: Path):
     return demo
 
 
-def build_api(r: Retriever):
-    """The FastAPI app with the /api routes and clear 4xx errors."""
+# Limits of the HTTP server (see docs/RELIABILITY.md for how each is tested).
+API_BODY_LIMIT = 64 * 1024  # bytes of a request body to /api/*
+PAGE_BODY_LIMIT = 1024 * 1024  # the page's own calls carry the chat history
+DRAIN_LIMIT = 4 * 1024 * 1024  # a refused body up to this size is read and dropped before the 413
+HEADER_TIMEOUT = 10.0  # seconds to send a request's headers (idle and slow clients are closed)
+KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
+MAX_CONNECTIONS = 256  # open connections; more are closed at once
+MAX_REQUESTS = 200  # requests in progress; more get 503
+TIME_BUDGET = 20.0  # seconds a question may wait for its turn and run; then 503, try again
+LONG_QUESTION = 300  # characters; longer questions take turns in their own worker
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+API_METHODS = {"/api/ask": ("POST",), "/api/search": ("GET", "HEAD"), "/api/health": ("GET", "HEAD")}
+
+
+class QuestionPool:
+    """Runs retrievals in bounded worker threads, so one long question cannot stall the others.
+
+    Short questions run on `workers` threads; long ones take turns on a single thread of their
+    own. A job that waited or ran past its time budget is answered 503 (and skipped if it had
+    not started yet).
+    """
+
+    def __init__(self, workers: int = 2, budget: float = TIME_BUDGET):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.short = ThreadPoolExecutor(workers, thread_name_prefix="rag-short")
+        self.long = ThreadPoolExecutor(1, thread_name_prefix="rag-long")
+        self.budget = budget
+
+    async def run(self, question, fn, *args, **kwargs):
+        import asyncio
+
+        deadline = time.monotonic() + self.budget
+
+        def job():
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            return fn(*args, **kwargs)
+
+        pool = self.long if isinstance(question, str) and len(question) > LONG_QUESTION else self.short
+        future = asyncio.get_running_loop().run_in_executor(pool, job)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.budget)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise Busy() from None
+
+
+class Busy(Exception):
+    """The server could not answer within the time budget."""
+
+
+def allowed_hosts(host: str) -> frozenset[str] | None:
+    """The Host header names served: the local names, plus the --host name; None (any) for a wildcard bind."""
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    return frozenset({*LOCAL_HOSTS, host.lower().strip("[]")})
+
+
+def _host_name(value: bytes) -> str:
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+class Guard:
+    """ASGI middleware in front of everything: Host allow-list, no uploads, body limits, JSON 404/405.
+
+    Bodies are read (up to the limit) before the app sees the request, so an oversized body
+    is refused with 413 without being kept.
+    """
+
+    def __init__(self, app, hosts: frozenset[str] | None = frozenset(LOCAL_HOSTS)):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        headers = dict(scope["headers"])
+        if self.hosts is not None and _host_name(headers.get(b"host", b"")) not in self.hosts:
+            return await _json(send, 421, "this server answers only to the host names "
+                               f"{', '.join(sorted(self.hosts))}. Use http://localhost:PORT, or start it with "
+                               "rag serve --host NAME.")
+        allowed = API_METHODS.get(path)
+        if allowed and scope["method"] not in allowed:
+            return await _json(send, 405, f"{scope['method']} is not allowed on {path}; use {allowed[0]}. See /docs.",
+                               [(b"allow", ", ".join(allowed).encode())])
+        if "/upload" in path:
+            return await _json(send, 403, "uploads are disabled: this app takes questions only.")
+        limit = API_BODY_LIMIT if path.startswith("/api/") else PAGE_BODY_LIMIT
+        try:
+            declared = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            return await _json(send, 400, "bad Content-Length header.")
+        if declared > limit:
+            if declared <= DRAIN_LIMIT:  # read and drop it, so the client gets to read the answer
+                await _drain(receive)
+            return await _json(send, 413, f"the request body is {declared} bytes; the limit is {limit}. "
+                               "Send a shorter question.")
+        body, more = [], True
+        size = 0
+        while more and scope["method"] not in ("GET", "HEAD"):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.append(message.get("body", b""))
+            size += len(body[-1])
+            more = message.get("more_body", False)
+            if size > limit:
+                if more:
+                    await _drain(receive, DRAIN_LIMIT - size)
+                return await _json(send, 413, f"the request body is over the limit of {limit} bytes. "
+                                   "Send a shorter question.")
+        data = b"".join(body)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        state = {}
+
+        async def send_json_errors(message):
+            # Starlette and Gradio answer an unknown route or method with {"detail": ...}; ours is {"error": ...}.
+            if message["type"] == "http.response.start" and message["status"] in (404, 405):
+                state["start"], state["chunks"] = message, []
+                return
+            if "start" in state and message["type"] == "http.response.body":
+                state["chunks"].append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                start, raw = state.pop("start"), b"".join(state.pop("chunks"))
+                try:
+                    detail = json.loads(raw)
+                    detail = detail.get("detail", detail.get("error")) if isinstance(detail, dict) else None
+                except ValueError:
+                    detail = None
+                if detail is None:
+                    detail = raw.decode("utf-8", "replace").strip()
+                status = start["status"]
+                if not detail or detail in ("Not Found", "Method Not Allowed"):
+                    detail = (f"not found: {path}. The API has GET /api/search, POST /api/ask and GET "
+                              "/api/health; the chat page is at /. See /docs.") if status == 404 else \
+                        f"method {scope['method']} is not allowed here; see /docs for each route's method"
+                extra = [(k, v) for k, v in start.get("headers", []) if k.lower() == b"allow"]
+                return await _json(send, status, str(detail), extra)
+            await send(message)
+
+        await self.app(scope, replay, send_json_errors)
+
+
+async def _drain(receive, budget: int = 0) -> None:
+    """Read and discard the rest of a refused body, up to DRAIN_LIMIT bytes (then the connection closes)."""
+    budget = budget or DRAIN_LIMIT
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+async def _json(send, status: int, error: str, headers=()) -> None:
+    body = json.dumps({"error": error}, ensure_ascii=False).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_api(r: Retriever, pool: QuestionPool | None = None):
+    """The FastAPI app with the /api routes and clear 4xx errors; questions run on the pool."""
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse
     from pydantic import BaseModel
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="ch10-rag", description="Bilingual extractive Q&A over the indexed chapters.",
                   version=r.index.manifest.get("package_version", ""))
+    pool = pool or QuestionPool()
 
     class Turn(BaseModel):
         question: str
@@ -502,26 +677,6 @@ def build_api(r: Retriever):
         mode: str = "hybrid"
         chapters: list[str] | None = None
         history: list[Turn] = []  # the previous turns, oldest first
-
-    routes = {"/api/search": "GET", "/api/ask": "POST", "/api/health": "GET"}
-
-    @app.middleware("http")
-    async def json_errors(request: Request, call_next):
-        """{"error": ...} also for a wrong method on an API route and for unknown routes (the page
-        is mounted at "/", so Starlette's own {"detail": "Not Found"} would answer them)."""
-        allowed = routes.get(request.url.path.rstrip("/"))
-        if allowed and request.method not in (allowed, "HEAD" if allowed == "GET" else allowed, "OPTIONS"):
-            return JSONResponse({"error": f"{request.method} is not allowed on {request.url.path}; use {allowed}. "
-                                          "See /docs."}, status_code=405, headers={"Allow": allowed})
-        response = await call_next(request)
-        if response.status_code == 404 and response.headers.get("content-type", "").startswith("application/json"):
-            body = b"".join([chunk async for chunk in response.body_iterator])
-            if body == b'{"detail":"Not Found"}':
-                return JSONResponse({"error": f"not found: {request.url.path}. The API has GET /api/search, "
-                                              "POST /api/ask and GET /api/health; the chat page is at /. See /docs."},
-                                    status_code=404)
-            return Response(body, status_code=404, headers=dict(response.headers))
-        return response
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
@@ -541,16 +696,23 @@ def build_api(r: Retriever):
                                       '{"question": "什么是负迁移？", "lang": "auto", "k": 5}; /api/search takes '
                                       "q, k and mode; see /docs."}, status_code=400)
 
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy):
+        return JSONResponse({"error": f"the server is busy: no answer within {pool.budget:.0f} s. Try again "
+                                      "in a moment."}, status_code=503, headers={"retry-after": "5"})
+
     @app.get("/api/search", summary="Retrieve the best sections (the `rag search --json` list)")
-    def search(q: str = Query(..., description="the question"), k: int = 5, mode: str = "hybrid",
-               chapters: list[str] | None = Query(None, description="limit to these chapters, e.g. ch05")):
-        return [h.to_dict() for h in r.search(q, k=k, mode=mode, chapters=chapters)]
+    async def search(q: str = Query(..., description="the question"), k: int = 5, mode: str = "hybrid",
+                     chapters: list[str] | None = Query(None, description="limit to these chapters, e.g. ch05")):
+        hits = await pool.run(q, r.search, q, k=k, mode=mode, chapters=chapters)
+        return [h.to_dict() for h in hits]
 
     @app.post("/api/ask", summary="Answer with cited quotes (the `rag ask --json` object)")
-    def ask(body: AskBody):
+    async def ask(body: AskBody):
         history = [t.model_dump() for t in body.history]
-        return answer(body.question, r, lang=body.lang, k=body.k, mode=body.mode, chapters=body.chapters,
-                      history=history).to_dict()
+        a = await pool.run(body.question, answer, body.question, r, lang=body.lang, k=body.k, mode=body.mode,
+                           chapters=body.chapters, history=history)
+        return a.to_dict()
 
     @app.get("/api/health", summary="Index information")
     def health():
@@ -562,33 +724,95 @@ def build_api(r: Retriever):
     return app
 
 
-def create_app(r: Retriever, feedback_path: Path | None = None):
-    """One ASGI app: the HTTP API and the Gradio page."""
+def create_app(r: Retriever, feedback_path: Path | None = None, hosts: frozenset[str] | None = frozenset(LOCAL_HOSTS)):
+    """One ASGI app: the HTTP API and the Gradio page, behind the Guard middleware."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
     demo = build_ui(r, Path(feedback_path or default_feedback_path()))
-    return gr.mount_gradio_app(build_api(r), demo, path="/", css=CSS, head=HEAD, footer_links=["api"])
+    return Guard(gr.mount_gradio_app(build_api(r), demo, path="/", css=CSS, head=HEAD, footer_links=["api"]), hosts)
+
+
+def _protocol():
+    """uvicorn's h11 protocol with a header timeout and a cap on open connections."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Guarded(H11Protocol):
+        _timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            if len(self.connections) > MAX_CONNECTIONS:
+                transport.close()  # too many open: refuse rather than run out of file descriptors
+                return
+            self._arm()
+
+        def _arm(self):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_later(HEADER_TIMEOUT, self._header_timeout, self.cycle)
+
+        def _header_timeout(self, cycle):
+            # No new request began since the timer was armed: an idle or too slow client.
+            if self.cycle is cycle and (cycle is None or cycle.response_complete) and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc):
+            if self._timer is not None:
+                self._timer.cancel()
+            super().connection_lost(exc)
+
+    return Guarded
+
+
+def check_port(host: str, port: int) -> None:
+    """RagError now if host:port cannot be listened on (e.g. taken), before anything is loaded.
+
+    The port is bound and released; the server binds it again when it starts. (Handing this
+    socket to uvicorn instead made the chat page's events unreliable: the browser test lost
+    updates in most runs.)
+    """
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise RagError(f"--host {host!r} is not an address of this machine ({e.strerror}). "
+                       "Use 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces).") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+            sock.listen(1)
+        except OSError as e:
+            raise RagError(f"cannot listen on {host}:{port} ({e.strerror}). Another program (or another rag "
+                           "serve) may be using the port: pick another with --port.") from None
 
 
 def serve(index_dir: Path, corpus_dir: Path, host: str = "127.0.0.1", port: int = 7860,
           feedback_path: Path | None = None) -> None:
     """Load (building or rebuilding if needed) the index, then serve until interrupted."""
-    from .index import build_index, read_manifest
-    from .types import IndexMissingError
+    from .feedback import check_feedback_path
+    from .retriever import load_fresh
 
     t0 = time.perf_counter()
-    try:
-        read_manifest(index_dir)
-    except IndexMissingError:
-        print(f"no index at {index_dir}; building it from {corpus_dir} ...", file=sys.stderr, flush=True)
-        build_index(corpus_dir, index_dir, progress=True)
-    r = Retriever.load(index_dir, rebuild=True)
+    fb = Path(feedback_path or default_feedback_path())
+    check_feedback_path(fb)
+    check_port(host, port)  # fail on a busy port now, not after loading
+    r = load_fresh(index_dir, corpus_dir)
     answer("什么是迁移学习？", r)  # warm up the encoder and the sentence statistics
     import uvicorn
 
-    app = create_app(r, feedback_path)
-    fb = Path(feedback_path or default_feedback_path())
+    app = create_app(r, fb, allowed_hosts(host))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=_protocol(),
+                            timeout_keep_alive=KEEP_ALIVE, limit_concurrency=MAX_REQUESTS,
+                            h11_max_incomplete_event_size=16 * 1024)
     print(f"ready in {time.perf_counter() - t0:.1f} s: http://{host}:{port}  "
           f"(API: /api/search, /api/ask, /api/health; docs: /docs; feedback: {fb})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(config).run()

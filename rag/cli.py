@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default=None, help="sentence-transformers model path or packaged name "
                    "(default: the bundled multilingual USE)")
     b.add_argument("--index-type", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32")
+    b.add_argument("--store", default="faiss", help="where the vectors and BM25 postings are served from: faiss "
+                   "(default, in the index directory), qdrant:PATH (embedded Qdrant) or qdrant:http://HOST:6333")
     b.add_argument("--quiet", action="store_true", help="no progress output")
 
     s = sub.add_parser("search", help="retrieve the best sections for a question")
@@ -78,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file problem no check foresaw: still a message, not a traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}. Check the path, its permissions and the free disk space.",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -87,7 +95,8 @@ def _build(args) -> int:
     from .embedding import load_encoder
     from .index import build_index, build_report
 
-    m = build_index(args.corpus, args.index, load_encoder(args.model), args.index_type, progress=not args.quiet)
+    m = build_index(args.corpus, args.index, load_encoder(args.model), args.index_type, progress=not args.quiet,
+                    store=args.store)
     if not args.quiet:
         print(f"built {args.index}: {m['counts']['chunks']} chunks in {m['counts']['sections']} sections "
               f"from {len(m['corpus'])} file(s), encoder {m['encoder']['id']}")
@@ -96,11 +105,10 @@ def _build(args) -> int:
 
 
 def _search(args) -> int:
-    from .retriever import Retriever, check_query
+    from .retriever import check_query, load_fresh
 
     check_query(args.question, args.k, args.mode)  # fail fast, before loading anything
-    hits = Retriever.load(args.index, rebuild=True).search(args.question, k=args.k, mode=args.mode,
-                                                                chapters=args.chapter)
+    hits = load_fresh(args.index).search(args.question, k=args.k, mode=args.mode, chapters=args.chapter)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
         return 0
@@ -118,12 +126,11 @@ def _search(args) -> int:
 
 def _ask(args) -> int:
     from .answer import answer, check_language
-    from .retriever import Retriever, check_query
+    from .retriever import check_query, load_fresh
 
     check_query(args.question, args.k)
     check_language(args.lang)  # fail fast, before loading anything
-    ans = answer(args.question, Retriever.load(args.index, rebuild=True), lang=args.lang, k=args.k,
-                 chapters=args.chapter)
+    ans = answer(args.question, load_fresh(args.index), lang=args.lang, k=args.k, chapters=args.chapter)
     if args.json:
         print(json.dumps(ans.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -134,7 +141,7 @@ def _ask(args) -> int:
 def _eval(args) -> int:
     from .evaluate import check_floors, compare, read_questions, run_eval
     from .report import failure_lines, tables, write_report
-    from .retriever import MAX_K, MODES, Retriever
+    from .retriever import MAX_K, MODES, load_fresh
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -148,8 +155,10 @@ def _eval(args) -> int:
         questions = [q for q in questions if q.get("split") == args.split]
         if not questions:
             raise RagError(f"no questions with split {args.split!r} in {args.questions}. Use --split all.")
-    baseline = _read_json(args.compare) if args.compare else None
-    results = run_eval(questions, Retriever.load(args.index, rebuild=True), modes, args.k, progress=not args.quiet)
+    if args.report and args.report.exists() and not args.report.is_dir():
+        raise RagError(f"--report {args.report} is a file; pass a directory for report.md, results.json and modes.png.")
+    baseline = _read_baseline(args.compare) if args.compare else None
+    results = run_eval(questions, load_fresh(args.index), modes, args.k, progress=not args.quiet)
     results["questions"], results["split"] = str(args.questions), args.split
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
@@ -157,7 +166,11 @@ def _eval(args) -> int:
         print(f"{args.questions} ({args.split}): {len(questions)} questions\n")
         print(tables(results) + "\n\n" + failure_lines(results))
     if args.report:
-        write_report(results, args.report, f"Evaluation: {args.questions.name} ({args.split})")
+        try:
+            write_report(results, args.report, f"Evaluation: {args.questions.name} ({args.split})")
+        except OSError as e:
+            raise RagError(f"cannot write the report to {args.report} ({e.strerror or e}). "
+                           "Pass a writable directory with --report DIR.") from None
         print(f"\nreport written to {args.report}/report.md", file=sys.stderr)
     if baseline is not None:
         metrics, questions_changed = compare(results, baseline)
@@ -175,19 +188,41 @@ def _eval(args) -> int:
 
 
 def _floors(args) -> dict[str, float]:
-    floors = {k: float(v) for k, v in _read_json(args.floors).items()} if args.floors else {}
+    floors = {}
+    if args.floors:
+        given = _read_json(args.floors)
+        if not isinstance(given, dict):
+            raise RagError(f"--floors {args.floors} must hold a JSON object of {{metric: floor}}, e.g. "
+                           f'{{"hybrid/all/mrr@10": 0.9}}, not a {type(given).__name__}.')
+        for name, value in given.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise RagError(f"--floors {args.floors}: the floor of {name!r} must be a number, not {value!r}.")
+            floors[name] = float(value)
     for item in args.floor:
         name, sep, value = item.partition("=")
         try:
             floors[name.strip()] = float(value)
         except ValueError:
             raise RagError(f"--floor takes METRIC=VALUE, e.g. hybrid/all/mrr@10=0.9, not {item!r}.") from None
-        if not sep:
+        if not sep or not math.isfinite(floors[name.strip()]):
             raise RagError(f"--floor takes METRIC=VALUE, e.g. hybrid/all/mrr@10=0.9, not {item!r}.")
     return floors
 
 
-def _read_json(path: Path) -> dict:
+def _read_baseline(path: Path) -> dict:
+    """A results.json written by `rag eval --report`, checked before the evaluation runs."""
+    from .evaluate import compare
+
+    baseline = _read_json(path)
+    try:
+        compare(baseline, baseline)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+        raise RagError(f"--compare {path} is not a results.json written by rag eval --report (it needs "
+                       "'retrieval', 'answers' and 'per_question').") from None
+    return baseline
+
+
+def _read_json(path: Path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

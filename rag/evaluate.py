@@ -10,6 +10,7 @@ section of such a group and lists the others in `also_in`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -24,55 +25,56 @@ DEFAULT_QUESTIONS = ROOT / "eval" / "questions.jsonl"
 # Where evidence `source` paths are looked up: the chapter's corpus, then the shipped book.
 EVIDENCE_ROOTS = (ROOT / "corpus", ROOT / "book")
 BOOTSTRAP = 1000  # resamples for the 95% intervals
+log = logging.getLogger(__name__)
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr@10", "ndcg@10", "recall@5")
 
 
 # ---------------------------------------------------------------- question sets
 
 def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
-    """A JSONL question set, or a BEIR directory (queries.jsonl + qrels/test.tsv).
+    """A JSONL question set (or feedback log), or a BEIR directory (queries.jsonl + qrels/test.tsv).
 
-    Optional fields kept: split, kind, heading_copy, history, evidence; every evidence span is
-    checked against its file (RagError on a mismatch). Of a feedback log only the latest rating
-    of each message counts (feedback.latest_ratings).
+    Optional fields kept: split, kind, heading_copy, history, evidence. Lines are split on "\n"
+    only. A damaged line (not UTF-8, not JSON, not a question object) is skipped with a warning
+    that counts them; it never makes the whole file unreadable. Of a feedback log only the latest
+    rating of each message counts (feedback.latest_ratings). Every evidence span is checked
+    against its file: a span that does not match is a RagError (the set is out of date with the
+    corpus).
     """
     path = Path(path)
     if path.is_dir():
         return read_beir(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise RagError(f"cannot read question set {path} ({type(e).__name__}). Pass a UTF-8 JSONL file.") from None
-    records, line_of = [], {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+        data = path.read_bytes()
+    except OSError as e:
+        raise RagError(f"cannot read question set {path} ({e.strerror or type(e).__name__}). "
+                       "Pass a UTF-8 JSONL file.") from None
+    records, damaged = [], []
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise RagError(f"{path}:{n}: not a question line ({type(e).__name__}: {e}). Each line must be "
-                           '{"id": ..., "question": ..., "lang": "zh"|"en", "relevant": [section, ...]}') from None
-        line_of[id(records[-1])] = n
-    questions = []
-    files: dict[str, str] = {}
-    for q in latest_ratings(records):  # a feedback log: the latest rating of each message
-        n = line_of[id(q)]
-        try:
-            rec = {"id": str(q["id"]), "question": str(q["question"]),
-                   "lang": q.get("lang") or detect_language(q["question"]),
-                   "relevant": [str(s) for s in q.get("relevant", [])]}
-            for key in ("split", "kind", "heading_copy"):  # history and evidence below
-                if key in q:
-                    rec[key] = q[key]
-            if q.get("history"):
-                rec["history"] = [{"question": str(t["question"]), "relevant": [str(x) for x in t.get("relevant", [])]}
-                                  for t in q["history"]]
-            if q.get("evidence"):
-                rec["evidence"] = [{"source": str(e["source"]), "start": int(e["start"]), "end": int(e["end"]),
-                                    "text": str(e["text"])} for e in q["evidence"]]
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise RagError(f"{path}:{n}: not a question line ({type(e).__name__}: {e}). Each line must be "
-                           '{"id": ..., "question": ..., "lang": "zh"|"en", "relevant": [section, ...]}') from None
+            records.append((n, json.loads(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            damaged.append((n, type(e).__name__))
+    counted = {id(q) for q in latest_ratings([q for _, q in records])}  # a feedback log: latest rating of each message
+    questions, files = [], {}
+    for n, q in records:
+        if id(q) not in counted:
+            continue
+        problem = _question_problem(q)
+        if problem:
+            damaged.append((n, problem))
+            continue
+        rec = {"id": str(q["id"]), "question": q["question"], "lang": q.get("lang") or detect_language(q["question"]),
+               "relevant": list(q.get("relevant", []))}
+        for key in ("split", "kind", "heading_copy"):  # history and evidence below
+            if key in q:
+                rec[key] = q[key]
+        if q.get("history"):
+            rec["history"] = [{"question": t["question"], "relevant": list(t.get("relevant", []))} for t in q["history"]]
+        if q.get("evidence"):
+            rec["evidence"] = [{k: e[k] for k in ("source", "start", "end", "text")} for e in q["evidence"]]
         for e in rec.get("evidence", []):
             text = _evidence_file(e["source"], evidence_roots, files)
             if text is None:
@@ -83,9 +85,43 @@ def read_questions(path: Path, evidence_roots=EVIDENCE_ROOTS) -> list[dict]:
                                f"[{e['start']}:{e['end']}] (the file has {text[e['start']:e['end']][:40]!r}, the "
                                f"question set {e['text'][:40]!r}). Recompute the span with eval/tools/find_span.py.")
         questions.append(rec)
+    if damaged:
+        damaged.sort()
+        shown = "; ".join(f"line {n}: {why}" for n, why in damaged[:5])
+        log.warning("%s: skipped %d damaged line(s) (%s%s). Each line must be {\"id\": ..., \"question\": ..., "
+                    "\"lang\": \"zh\"|\"en\", \"relevant\": [section, ...]}", path, len(damaged), shown,
+                    "; ..." if len(damaged) > 5 else "")
     if not questions:
-        raise RagError(f"{path} has no questions.")
+        raise RagError(f"{path} has no questions" + (f" ({len(damaged)} damaged line(s) skipped, first: line "
+                                                     f"{damaged[0][0]}: {damaged[0][1]})" if damaged else "") + ".")
     return questions
+
+
+def _question_problem(q) -> str | None:
+    """Why a parsed line is not a question, or None."""
+    if not isinstance(q, dict):
+        return f"a JSON {type(q).__name__}, not an object"
+    if not isinstance(q.get("id"), (str, int)) or isinstance(q.get("id"), bool):
+        return "no 'id'"
+    if not isinstance(q.get("question"), str) or not q["question"].strip():
+        return "no 'question' text"
+    rel = q.get("relevant", [])
+    if not isinstance(rel, list) or not all(isinstance(x, str) for x in rel):
+        return f"'relevant' must be a list of section ids, e.g. [\"ch10/10.14\"], not {json.dumps(rel)[:40]}"
+    if q.get("lang") not in (None, *LANGS):
+        return f"'lang' must be zh or en, not {q['lang']!r}"
+    history = q.get("history") or []
+    if not isinstance(history, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("question"), str) and isinstance(t.get("relevant", []), list)
+            and all(isinstance(x, str) for x in t.get("relevant", [])) for t in history):
+        return "'history' must be a list of {\"question\": ..., \"relevant\": [...]}"
+    evidence = q.get("evidence") or []
+    if not isinstance(evidence, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("source"), str) and isinstance(e.get("text"), str)
+            and all(isinstance(e.get(f), int) and not isinstance(e.get(f), bool) and e[f] >= 0 for f in ("start", "end"))
+            for e in evidence):
+        return "'evidence' must be a list of {\"source\", \"start\", \"end\", \"text\"}"
+    return None
 
 
 def _evidence_file(source: str, roots, cache: dict) -> str | None:

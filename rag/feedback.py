@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+from .types import RagError
+
 try:
     import fcntl
 except ImportError:  # Windows: the in-process lock still orders our own writers
@@ -31,21 +33,54 @@ def feedback_record(question: str, lang: str, relevant: list[str], vote: str, ci
 
 
 def append_feedback(path: Path, record: dict) -> None:
-    """Append one JSON line with a single write under a lock (thread and process safe); never rewrites."""
+    """Append one JSON line: the whole record or nothing; never rewrites what is there.
+
+    The line is ASCII (json.dumps escapes everything else, U+2028 and U+0085 included), so a
+    reader splitting on "\\n" sees one record a line. It is written with a single write under
+    a lock (thread and process safe). If a writer was killed mid-line, the next record starts
+    on a new line, so only the torn record is lost; a short write (disk full) is cut back off.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    with _LOCK:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            if fcntl:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # closing releases the flock
+    data = (json.dumps(record, ensure_ascii=True) + "\n").encode("ascii")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _LOCK:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if fcntl:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # a torn line from a killed writer: keep ours whole
+                try:
+                    written = os.write(fd, data)
+                except OSError:
+                    os.ftruncate(fd, size)
+                    raise
+                if written != len(data):
+                    os.ftruncate(fd, size)
+                    raise OSError(28, "short write (disk full?)")
+                os.fsync(fd)
+            finally:
+                os.close(fd)  # closing releases the flock
+    except OSError as e:
+        raise RagError(f"cannot write feedback to {path} ({e.strerror or e}). Choose a writable file with "
+                       "rag serve --feedback FILE.") from None
+
+
+def check_feedback_path(path: Path) -> None:
+    """Raise RagError now (at start-up) if feedback could not be appended to path later."""
+    path = Path(path)
+    if path.is_dir():
+        raise RagError(f"--feedback {path} is a directory; pass a file path, e.g. {path / 'feedback.jsonl'}.")
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if path.exists():
+        ok = os.access(path, os.W_OK)
+    else:
+        ok = parent is not None and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+    if not ok:
+        raise RagError(f"cannot write feedback to {path} (not writable). Choose a writable file with "
+                       "--feedback FILE.")
 
 
 VOTES = ("up", "down", "withdrawn")
@@ -82,10 +117,11 @@ def latest_ratings(records: list[dict]) -> list[dict]:
 
     Records without message_id (question sets, older feedback) all count, in order.
     """
-    def mid(r):
-        return r.get("message_id") if isinstance(r, dict) else None
+    def mid(r):  # a message id, or None (also for one of a kind that cannot be a key, from a damaged line)
+        m = r.get("message_id") if isinstance(r, dict) else None
+        return m if isinstance(m, (str, int)) and not isinstance(m, bool) else None
 
-    last = {mid(r): i for i, r in enumerate(records) if mid(r)}
+    last = {mid(r): i for i, r in enumerate(records) if mid(r) is not None}
     return [r for i, r in enumerate(records)
-            if not mid(r) or (last[r["message_id"]] == i and r.get("feedback") != "withdrawn"
+            if mid(r) is None or (last[mid(r)] == i and r.get("feedback") != "withdrawn"
                                            and "relevant" in r)]

@@ -15,7 +15,16 @@ def read_glossary(path: Path) -> list[tuple[str, list[str]]]:
     if not path.is_file():
         return []
     pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise RagError(f"cannot read the glossary {path} ({e.strerror or e}). Fix its permissions, or remove it.") \
+            from None
+    except UnicodeDecodeError as e:
+        raise RagError(f"the glossary {path} is not UTF-8 text (bad byte at offset {e.start}). Re-save it as "
+                       "UTF-8.") from None
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")

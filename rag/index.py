@@ -1,10 +1,12 @@
 """Build, save and load the index directory; check its manifest.
 
     index/
-      manifest.json   format version, encoder, chunking, corpus and file checksums
+      CURRENT         the name of the version readers load ("v-<id>"); replaced atomically
+      v-<id>/         one complete build, never changed once CURRENT names it:
+      manifest.json   format version, encoder, chunking, corpus and file checksums, counts, build warnings
       chunks.jsonl    one chunk a line (ensure_ascii=False)
       vectors.faiss   FAISS index over normalized chunk vectors (inner product)
-      sections.jsonl  one section a line (chapter, id, title, source), in file order
+      sections.jsonl  one section a line (chapter, id, title, source, offsets, kind, parents), in file order
       titles.npy      the normalized vector of each section title, row for row
       sentences.jsonl every sentence (with its tokens, and for a translation its original)
       sentence_vectors.npy  the normalized vector of each sentence, row for row (float16)
@@ -15,16 +17,27 @@
       bm25_titles_en/ bm25s's arrays over the English titles, row for row with titles_en.npy
       duplicates.json pairs of near-duplicate sections (qualified ids, see dedup.py)
 
-A build writes into a temporary directory beside the target and swaps it in with renames, so
-an interrupted build leaves the previous index as it was. Nothing is pickled.
+      .lock           held (fcntl) by a build while it writes; readers never take it
+      .tmp-*/         a build being written (removed by the next build if its builder died)
+
+A build writes a new version directory and then replaces CURRENT with one rename, so a reader
+sees the old index or the new one at every instant, never a mix, and an interrupted build
+leaves the previous index as it was. Readers never write. Two builds into one index take turns
+(the lock). The version before the current one is kept, so a reader that read CURRENT just
+before a build published still finds its files; older versions are removed by the next build.
+A build never removes anything it did not make: it refuses a target that is not an index.
+An index directory from before versioning (manifest.json at the top) still loads.
+Nothing is pickled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -44,7 +57,7 @@ from .embedding import Encoder
 from .dedup import duplicate_pairs
 from .glossary import GLOSSARY_FILE, read_glossary
 from .lexical import BM25Scorer, Tokenizer, build_bm25, load_lexicon, make_lexicon, save_lexicon
-from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Section, StaleIndexError
+from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Section, StaleIndexError, section_key
 
 log = logging.getLogger(__name__)
 
@@ -72,40 +85,79 @@ def _corpus_names(corpus_dir: Path) -> set[str]:
 
 def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_INDEX,
                 encoder: Encoder | None = None, index_type: str = "Flat",
-                max_chars: int = MAX_CHARS, progress: bool = False) -> dict:
-    """Chunk, embed and index a corpus directory into index_dir; return the manifest."""
-    import faiss
+                max_chars: int = MAX_CHARS, progress: bool = False, store: str = "faiss") -> dict:
+    """Chunk, embed and index a corpus directory into index_dir; return the manifest.
 
+    store: 'faiss' (default), or 'qdrant:PATH' / 'qdrant:http://HOST:6333' to also serve the
+    chunks from Qdrant (see store.py); the manifest records which.
+    """
     from .embedding import load_encoder
+    from .store import parse_spec
 
     corpus_dir, index_dir = Path(corpus_dir), Path(index_dir)
+    check_target(corpus_dir, index_dir)
+    check_index_type(index_type)
+    store_kind, store_location = parse_spec(store)
     corpus = read_corpus(corpus_dir, max_chars)
+    if not corpus.chunks:
+        raise RagError(f"{corpus_dir} has no text to index (only headings, or empty files). "
+                       "Add chapter text under the headings.")
     sentences, files, file_texts, report = corpus.sentences, corpus.files, corpus.texts, corpus.report
     encoder = encoder or load_encoder()
-    sentence_vectors = _encode_all(encoder, [normalize(s["text"]) for s in sentences], False)
-    titles = _encode_all(encoder, [s.title for s in corpus.sections], False)
+    titles = _encode_all(encoder, [s.title for s in corpus.sections], progress, "titles")
+    sentence_vectors = _encode_all(encoder, [normalize(s["text"]) for s in sentences], progress, "sentences",
+                                   titles.shape[1])
     pairs = pair_sections(corpus.sections, sentences, sentence_vectors, titles, report)
     sections, chunks = apply_pairing(pairs, corpus.sections, corpus.chunks, sentences)
     attach_originals(sentences, sentence_vectors, file_texts)
-    toc_path = corpus_dir / TOC_FILE
-    sections = with_english_titles(sections, file_texts, read_toc(toc_path))
+    sections = with_english_titles(sections, file_texts, read_toc(corpus_dir / TOC_FILE))
     en_titles = [s.title_en for s in sections if s.title_en]
     titles_en = _encode_all(encoder, en_titles, False) if en_titles else np.zeros((0, titles.shape[1]), np.float32)
     duplicates = duplicate_pairs({(files[s.source]["lang"], s.key): file_texts[s.source][s.start:s.end]
                                    for s in sections})
-    texts = [embedding_text(c) for c in chunks]
     glossary_path = corpus_dir / GLOSSARY_FILE
     glossary = read_glossary(glossary_path)
+    texts = [embedding_text(c) for c in chunks]
     lexicon = make_lexicon(texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
-    vectors = _encode_all(encoder, texts, progress)
+    vectors = _encode_all(encoder, texts, progress, "chunks", titles.shape[1])
     index = _faiss_index(vectors, index_type)
-
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(index_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}-build-{os.getpid()}-", dir=index_dir.parent))
-    tmp.chmod(0o755)
     try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        with _build_lock(index_dir):
+            manifest = _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path,
+                                      glossary, chunks, sections, sentences, tokenize, texts, lexicon, index, vectors,
+                                      titles, sentence_vectors, report, store_kind, store_location,
+                                      (en_titles, titles_en, duplicates))
+    except OSError as e:
+        raise RagError(f"cannot write the index at {index_dir} ({e.strerror or e}). The previous index, if any, "
+                       "is unchanged. Free some disk space, or build into a writable directory with "
+                       "--index DIR.") from None
+    log.info("built %s: %d chunks in %d sections", index_dir, len(chunks), manifest["counts"]["sections"])
+    return manifest
+
+
+def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path, glossary, chunks,
+                   sections, sentences, tokenize, texts, lexicon, index, vectors, titles, sentence_vectors,
+                   report, store_kind: str = "faiss", store_location: str | None = None,
+                   english=((), None, ())) -> dict:
+    """Write a new version directory and point CURRENT at it (call with the build lock held).
+
+    english: (English titles, their vectors, near-duplicate pairs), see toc.py and dedup.py.
+    """
+    import faiss
+
+    en_titles, titles_en, duplicates = english
+    if titles_en is None:
+        titles_en = np.zeros((0, titles.shape[1]), np.float32)
+
+    for p in index_dir.glob(".tmp-*"):  # builds that died: the lock says no build is running
+        shutil.rmtree(p, ignore_errors=True)
+    for p in index_dir.glob(".CURRENT-*"):
+        p.unlink(missing_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=index_dir))
+    try:
+        tmp.chmod(0o755)
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8", newline="\n") as f:
             for c in chunks:
                 f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
@@ -129,13 +181,18 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
                                              encoding="utf-8")
         # One BM25 index per language: length normalization and IDF stay those of the text a
         # question is matched against (measured: +6 points hit@1 for Chinese questions).
+        tokens = [tokenize(t) for t in texts]
         for lang in sorted({c.lang for c in chunks}):
-            build_bm25([tokenize(t) for c, t in zip(chunks, texts) if c.lang == lang], tmp / "bm25" / lang)
+            build_bm25([toks for c, toks in zip(chunks, tokens) if c.lang == lang], tmp / "bm25" / lang)
+        store_record = {"kind": "faiss"}
+        if store_kind == "qdrant":
+            store_record = _create_qdrant(store_location, index_dir, tmp, chunks, vectors, tokens)
         manifest = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,
             "encoder": {"id": encoder.id, "dim": int(vectors.shape[1])},
             "index_type": index_type,
+            "store": store_record,
             "chunking": {"max_chars": max_chars},
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
             "corpus": {**files, **{name: {"sha256": _sha256((corpus_dir / name).read_bytes()), "lang": kind}
@@ -146,14 +203,147 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             "files": {p.relative_to(tmp).as_posix(): _sha256(p.read_bytes())
                       for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
-                                           encoding="utf-8")
-        _swap_in(tmp, index_dir)
+        text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+        (tmp / "manifest.json").write_text(text, encoding="utf-8")
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                _fsync(p)
+        # The version's name is its content's: rebuilding an unchanged corpus names the same version.
+        version = "v-" + _sha256(json.dumps({k: v for k, v in manifest.items() if k != "corpus_dir"},
+                                            sort_keys=True).encode())[:16]
+        target = index_dir / version
+        if target.is_dir() and _same_files(tmp, target):
+            shutil.rmtree(tmp)
+        else:
+            if target.is_dir():  # that version damaged or edited since: readers of it fail anyway
+                old = Path(tempfile.mkdtemp(prefix=".tmp-", dir=index_dir))
+                os.rename(target, old / version)
+                os.rename(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("built %s: %d chunks in %d sections", index_dir, len(chunks), manifest["counts"]["sections"])
+    previous = _pointer(index_dir)
+    pointer = index_dir / f".CURRENT-{os.getpid()}"
+    pointer.write_text(version + "\n", encoding="ascii")
+    _fsync(pointer)
+    os.replace(pointer, index_dir / CURRENT)
+    _fsync(index_dir)
+    for p in index_dir.glob("v-*"):  # keep the new version and the one readers may still be reading
+        if p.name not in (version, previous) and _VERSION.fullmatch(p.name):
+            shutil.rmtree(p, ignore_errors=True)
     return manifest
+
+
+def _create_qdrant(location: str, index_dir: Path, tmp: Path, chunks: list[Chunk], vectors: np.ndarray,
+                   tokens: list[list[str]]) -> dict:
+    """Write the chunks to Qdrant; a local path is recorded relative to the index's parent."""
+    from .store import _is_url, create_qdrant
+
+    if not _is_url(location):
+        location = os.path.relpath(Path(location).resolve(), index_dir.resolve().parent)
+        where = str((index_dir.resolve().parent / location).resolve())
+    else:
+        where = location
+    vocabs = {p.name: json.loads((p / "vocab.index.json").read_text(encoding="utf-8"))
+              for p in sorted((tmp / "bm25").iterdir())}
+    params = json.loads((tmp / "bm25" / next(iter(vocabs)) / "params.index.json").read_text(encoding="utf-8"))
+    record = create_qdrant(where, index_dir, chunks, vectors, tokens, vocabs, params["k1"], params["b"],
+                           [c.chapter for c in chunks])
+    return {**record, "location": location}
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same files with the same bytes."""
+    files = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
+    if files != {p.relative_to(b) for p in b.rglob("*") if p.is_file()}:
+        return False
+    return all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
+CURRENT = "CURRENT"
+_VERSION = re.compile(r"v-[0-9a-f]{16}")
+
+
+@contextlib.contextmanager
+def _build_lock(index_dir: Path):
+    """Exclusive while a build writes into index_dir; a second build waits for the first."""
+    import fcntl
+
+    fd = os.open(index_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pointer(index_dir: Path) -> str | None:
+    """The version CURRENT names, or None without a CURRENT file."""
+    try:
+        name = (index_dir / CURRENT).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DamagedIndexError(f"{index_dir / CURRENT} is unreadable ({type(e).__name__}). "
+                                f"Rebuild: rag build --index {index_dir}") from None
+    if not _VERSION.fullmatch(name):
+        raise DamagedIndexError(f"{index_dir / CURRENT} does not name a version ({name[:40]!r}). "
+                                f"Rebuild: rag build --index {index_dir}")
+    return name
+
+
+def version_dir(index_dir: Path) -> Path:
+    """The directory holding the files of the index readers load now."""
+    index_dir = Path(index_dir)
+    name = _pointer(index_dir)
+    if name is not None:
+        return index_dir / name
+    if (index_dir / "manifest.json").is_file():  # an index from before versioned directories
+        return index_dir
+    raise IndexMissingError(f"no index at {index_dir}. Build one with: rag build --index {index_dir}")
+
+
+def is_index(path: Path) -> bool:
+    """Whether path is a directory this tool built an index in."""
+    return (path / CURRENT).is_file() or (path / "manifest.json").is_file()
+
+
+def check_target(corpus_dir: Path, index_dir: Path) -> None:
+    """Refuse an index target that a build could damage: anything but a new, empty or index directory."""
+    if not corpus_dir.is_dir():
+        raise RagError(f"corpus directory {corpus_dir} does not exist. Pass --corpus DIR with the .md chapters.")
+    target, corpus, cwd = index_dir.resolve(), corpus_dir.resolve(), Path.cwd().resolve()
+    how = "Pass a new directory, e.g. --index index, or an index built before."
+    if target == corpus or target in corpus.parents:
+        raise RagError(f"--index {index_dir} is the corpus directory or contains it; an index is never written "
+                       f"there. {how}")
+    if target == cwd or target in cwd.parents:
+        raise RagError(f"--index {index_dir} is the current directory or one above it. {how}")
+    if index_dir.exists() or index_dir.is_symlink():
+        if not index_dir.is_dir():
+            raise RagError(f"--index {index_dir} is a file, not an index directory; it is left alone. {how}")
+        if not is_index(index_dir) and any(index_dir.iterdir()):
+            raise RagError(f"--index {index_dir} is a directory with other files in it, not an index; "
+                           f"nothing was changed. {how}")
+
+
+def check_index_type(index_type: str) -> None:
+    """Refuse FAISS factory strings that crash FAISS (e.g. HNSW0 aborts the process) before FAISS sees them."""
+    if not isinstance(index_type, str) or not re.fullmatch(r"[A-Za-z0-9_,.]{1,64}", index_type) \
+            or any(int(n) == 0 for n in re.findall(r"\d+", index_type)):
+        raise RagError(f"--index-type {index_type!r} is not a usable FAISS index type (sizes must be at least 1). "
+                       "Use 'Flat' for small corpora, or e.g. 'HNSW32' or 'IVF16,Flat'.")
 
 
 def build_counts(sections: list[Section], chunks: list[Chunk], sentences: list[dict]) -> dict:
@@ -172,12 +362,15 @@ def build_report(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def _encode_all(encoder: Encoder, texts: list[str], progress: bool, batch: int = 32) -> np.ndarray:
+def _encode_all(encoder: Encoder, texts: list[str], progress: bool, what: str = "chunks", dim: int | None = None,
+                batch: int = 32) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, dim or 0), dtype=np.float32)
     parts = []
     for i in range(0, len(texts), batch):
         parts.append(encoder.encode(texts[i:i + batch]))
         if progress:
-            print(f"\rembedding chunks {min(i + batch, len(texts))}/{len(texts)}", end="", file=sys.stderr,
+            print(f"\rembedding {what} {min(i + batch, len(texts))}/{len(texts)}", end="", file=sys.stderr,
                   flush=True)
     if progress:
         print(file=sys.stderr)
@@ -192,41 +385,14 @@ def _faiss_index(vectors: np.ndarray, index_type: str):
         if not index.is_trained:
             index.train(vectors)
         index.add(vectors)
+        _, ids = index.search(vectors[:1], 1)  # an index that cannot find its own vector is of no use
+        if ids[0][0] < 0:
+            raise RuntimeError("a search found nothing")
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1][:200]
         raise RagError(f"FAISS index type {index_type!r} does not work for {len(vectors)} vectors "
                        f"({first}). Use 'Flat' for small corpora, or e.g. 'HNSW32'.") from None
     return index
-
-
-def _remove_leftovers(index_dir: Path) -> None:
-    """Delete temporary directories of builds whose process is gone (killed mid-build)."""
-    for p in index_dir.parent.glob(f".{index_dir.name}-*-*"):
-        kind, _, rest = p.name[len(index_dir.name) + 2:].partition("-")
-        pid = rest.split("-")[0]
-        if kind in ("build", "old") and pid.isdigit() and not _alive(int(pid)) and index_dir.exists():
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _swap_in(tmp: Path, index_dir: Path) -> None:
-    """Replace index_dir by tmp with two renames; the old index survives until the second."""
-    old = None
-    if index_dir.exists():
-        old = index_dir.with_name(f".{index_dir.name}-old-{os.getpid()}")
-        os.replace(index_dir, old)
-    os.replace(tmp, index_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _sha256(data: bytes) -> str:
@@ -251,6 +417,7 @@ class LoadedIndex:
     titles_en: np.ndarray  # one row per section with a title_en, in section order
     bm25_titles_en: BM25Scorer | None  # over the same English titles
     duplicates: list[list[str]]  # pairs of near-duplicate sections (qualified ids)
+    files_dir: Path | None = None  # the version directory the files were read from
 
     @cached_property
     def corpus_dir(self) -> Path:
@@ -291,21 +458,79 @@ class LoadedIndex:
 
 
 def read_manifest(index_dir: Path) -> dict:
-    """The manifest of index_dir, or a clear error saying how to make one."""
-    index_dir = Path(index_dir)
-    _recover_interrupted_swap(index_dir)
-    path = index_dir / "manifest.json"
-    if not index_dir.is_dir() or not path.is_file():
-        raise IndexMissingError(f"no index at {index_dir}. Build one with: rag build --index {index_dir}")
+    """The manifest of the index at index_dir, validated, or a clear error saying how to make one."""
+    return _read_manifest(Path(index_dir), version_dir(index_dir))
+
+
+def _read_manifest(index_dir: Path, files_dir: Path) -> dict:
+    path = files_dir / "manifest.json"
+    fix = f"Rebuild: rag build --index {index_dir}"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexMissingError(f"no index at {index_dir}. Build one with: rag build --index {index_dir}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DamagedIndexError(f"{path} is unreadable ({type(e).__name__}). "
-                                f"Rebuild: rag build --index {index_dir}") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise StaleIndexError(f"{index_dir} has index format {manifest.get('format_version')}, this version "
-                              f"reads format {FORMAT_VERSION}. Rebuild: rag build --index {index_dir}")
+        raise DamagedIndexError(f"{path} is unreadable ({type(e).__name__}). {fix}") from None
+    if isinstance(manifest, dict) and "format_version" in manifest and manifest["format_version"] != FORMAT_VERSION:
+        raise StaleIndexError(f"{index_dir} has index format {manifest['format_version']!r}, this version "
+                              f"reads format {FORMAT_VERSION}. {fix}")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise DamagedIndexError(f"{path} is not a valid manifest: {problem}. {fix}")
     return manifest
+
+
+_SHA = re.compile(r"[0-9a-f]{64}")
+_LANGS = ("zh", "en")
+_COUNTS = ("chapters", "sections", "chunks", "sentences")
+
+
+def _manifest_problem(m) -> str | None:
+    """What is wrong with a manifest's structure (the schema below), or None."""
+    def is_int(x, low=0):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+    def relative(name):
+        return isinstance(name, str) and name and not name.startswith("/") and ".." not in name.split("/") \
+            and "\\" not in name and "\0" not in name
+
+    if not isinstance(m, dict):
+        return f"expected a JSON object, found {type(m).__name__}"
+    schema = {"format_version": int, "package_version": str, "encoder": dict, "index_type": str, "chunking": dict,
+              "corpus_dir": str, "corpus": dict, "counts": dict, "files": dict}
+    for key, kind in schema.items():
+        if not isinstance(m.get(key), kind) or isinstance(m.get(key), bool):
+            return f"{key!r} is missing or not a {kind.__name__}"
+    enc = m["encoder"]
+    if not isinstance(enc.get("id"), str) or not enc["id"] or not is_int(enc.get("dim"), 1):
+        return "'encoder' needs an 'id' string and a positive 'dim'"
+    if not is_int(m["chunking"].get("max_chars"), 1):
+        return "'chunking.max_chars' must be a positive integer"
+    if not all(is_int(m["counts"].get(k)) for k in _COUNTS):
+        return f"'counts' needs {', '.join(map(repr, _COUNTS))} integers"
+    warnings = m.get("warnings", {})
+    if not isinstance(warnings, dict) or not all(
+            isinstance(w, dict) and is_int(w.get("count")) and isinstance(w.get("examples"), list)
+            and all(isinstance(ex, str) for ex in w["examples"]) for w in warnings.values()):
+        return "'warnings' must map each kind to a 'count' and a list of 'examples'"
+    store = m.get("store", {"kind": "faiss"})  # optional: indexes built before stores name none
+    if not isinstance(store, dict) or store.get("kind") not in ("faiss", "qdrant") or (
+            store["kind"] == "qdrant" and not (isinstance(store.get("location"), str) and store["location"]
+                                               and isinstance(store.get("collection"), str) and store["collection"]
+                                               and is_int(store.get("points")))):
+        return "'store' must be {'kind': 'faiss'} or {'kind': 'qdrant', 'location', 'collection', 'points'}"
+    for name, rec in m["corpus"].items():
+        if not relative(name) or not isinstance(rec, dict) \
+                or not isinstance(rec.get("sha256"), str) or not _SHA.fullmatch(rec["sha256"]) \
+                or rec.get("lang") not in (*_LANGS, "glossary", "toc"):
+            return f"corpus entry {name!r} needs a sha256 and a lang (zh, en, glossary or toc)"
+    for name, digest in m["files"].items():
+        if not relative(name) or not isinstance(digest, str) or not _SHA.fullmatch(digest):
+            return f"files entry {name!r} needs a relative path and a sha256"
+    missing = [name for name in _FILES if name not in m["files"]]
+    if missing:
+        return f"it does not list {', '.join(missing)}"
+    return None
 
 
 def check_fresh(index_dir: Path, manifest: dict, encoder_id: str | None = None) -> None:
@@ -326,65 +551,124 @@ def check_fresh(index_dir: Path, manifest: dict, encoder_id: str | None = None) 
         raise StaleIndexError(f"{index_dir} is stale: corpus files added or removed since the build "
                               f"({', '.join(diff)}). {fix}")
     for name, rec in manifest["corpus"].items():
-        if _sha256((corpus_dir / name).read_bytes()) != rec["sha256"]:
+        try:
+            data = (corpus_dir / name).read_bytes()
+        except OSError as e:
+            raise RagError(f"cannot read corpus file {corpus_dir / name} ({e.strerror or e}) to check that "
+                           f"{index_dir} is up to date. Fix its permissions, or remove it and rebuild.") from None
+        if _sha256(data) != rec["sha256"]:
             raise StaleIndexError(f"{index_dir} is stale: {name} changed since the build. {fix}")
 
 
 def load_index(index_dir: Path = DEFAULT_INDEX, check_corpus: bool = True) -> LoadedIndex:
-    """Load and verify an index directory (checksums, and freshness against its corpus)."""
+    """Load and verify the current version of an index directory (checksums, arrays, freshness).
+
+    Never writes. If a build publishes a new version while this reads, it reads again.
+    """
+    if index_dir is None or not isinstance(index_dir, (str, os.PathLike)):
+        raise RagError(f"the index directory must be a path, not {index_dir!r}.")
+    index_dir = Path(index_dir)
+    for attempt in range(3):
+        files_dir = version_dir(index_dir)
+        try:
+            return _load_version(index_dir, files_dir, check_corpus)
+        except RagError:
+            if attempt == 2 or version_dir(index_dir) == files_dir:
+                raise  # not a build replacing the version under us: a real problem
+
+
+def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> LoadedIndex:
     import faiss
 
-    index_dir = Path(index_dir)
-    manifest = read_manifest(index_dir)
+    manifest = _read_manifest(index_dir, files_dir)
     fix = f"Rebuild: rag build --index {index_dir}"
-    missing = [name for name in _FILES if name not in manifest.get("files", {})]
-    if missing:
-        raise DamagedIndexError(f"{index_dir}/manifest.json does not list {', '.join(missing)}. {fix}")
     for name, digest in manifest["files"].items():
         try:
-            data = (index_dir / name).read_bytes()
+            data = (files_dir / name).read_bytes()
         except OSError:
-            raise DamagedIndexError(f"{index_dir / name} is missing or unreadable. {fix}") from None
+            raise DamagedIndexError(f"{files_dir / name} is missing or unreadable. {fix}") from None
         if _sha256(data) != digest:
-            raise DamagedIndexError(f"{index_dir / name} does not match the manifest (truncated or edited). {fix}")
+            raise DamagedIndexError(f"{files_dir / name} does not match the manifest (truncated or edited). {fix}")
     if check_corpus:
         check_fresh(index_dir, manifest)
     try:
-        with open(index_dir / "chunks.jsonl", encoding="utf-8") as f:
+        with open(files_dir / "chunks.jsonl", encoding="utf-8") as f:
             chunks = [Chunk(**json.loads(line)) for line in f]
-        with open(index_dir / "sections.jsonl", encoding="utf-8") as f:
+        with open(files_dir / "sections.jsonl", encoding="utf-8") as f:
             sections = [Section(**{**rec, "parents": tuple(rec["parents"])}) for rec in map(json.loads, f)]
-        titles = np.load(index_dir / "titles.npy", allow_pickle=False)
-        with open(index_dir / "sentences.jsonl", encoding="utf-8") as f:
+        titles = np.load(files_dir / "titles.npy", allow_pickle=False)
+        with open(files_dir / "sentences.jsonl", encoding="utf-8") as f:
             sentences = [json.loads(line) for line in f]
-        sentence_vectors = np.load(index_dir / "sentence_vectors.npy", allow_pickle=False).astype(np.float32)
-        vectors = faiss.read_index(str(index_dir / "vectors.faiss"))
-        bm25 = {p.name: BM25Scorer(p) for p in sorted((index_dir / "bm25").iterdir())}
-        tokenize = Tokenizer(load_lexicon(index_dir / "lexicon.txt"))
-        glossary = read_glossary(index_dir / GLOSSARY_FILE)
-        titles_en = np.load(index_dir / "titles_en.npy", allow_pickle=False)
-        bm25_titles_en = BM25Scorer(index_dir / "bm25_titles_en") if (index_dir / "bm25_titles_en").is_dir() else None
-        duplicates = json.loads((index_dir / "duplicates.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+        sentence_vectors = np.load(files_dir / "sentence_vectors.npy", allow_pickle=False).astype(np.float32)
+        vectors = faiss.read_index(str(files_dir / "vectors.faiss"))
+        bm25 = {p.name: BM25Scorer(p) for p in sorted((files_dir / "bm25").iterdir())}
+        tokenize = Tokenizer(load_lexicon(files_dir / "lexicon.txt"))
+        glossary = read_glossary(files_dir / GLOSSARY_FILE)
+        titles_en = np.load(files_dir / "titles_en.npy", allow_pickle=False)
+        bm25_titles_en = BM25Scorer(files_dir / "bm25_titles_en") if (files_dir / "bm25_titles_en").is_dir() else None
+        duplicates = json.loads((files_dir / "duplicates.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, AttributeError) as e:
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
-    per_lang = {lang: sum(c.lang == lang for c in chunks) for lang in bm25}
-    if (vectors.ntotal != len(chunks) or vectors.d != manifest["encoder"]["dim"]
-            or any(b.num_docs != per_lang[lang] for lang, b in bm25.items()) or sum(per_lang.values()) != len(chunks)
-            or titles.shape != (len(sections), vectors.d)
-            or sentence_vectors.shape != (len(sentences), vectors.d)
-            or titles_en.shape != (sum(bool(s.title_en) for s in sections), vectors.d)
-            or (bm25_titles_en is not None and bm25_titles_en.num_docs != len(titles_en))):
-        raise DamagedIndexError(f"{index_dir} is inconsistent: {len(chunks)} chunks, {vectors.ntotal} vectors, "
-                                f"{sum(b.num_docs for b in bm25.values())} BM25 documents. {fix}")
+    problem = _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25)
+    if problem is None and (titles_en.shape != (sum(bool(s.title_en) for s in sections), vectors.d)
+                            or (bm25_titles_en is not None and bm25_titles_en.num_docs != len(titles_en))):
+        problem = f"{len(titles_en)} English title vectors for {sum(bool(s.title_en) for s in sections)} English titles"
+    if problem:
+        raise DamagedIndexError(f"{index_dir} is inconsistent: {problem}. {fix}")
     return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, sentences, sentence_vectors,
-                       bm25, tokenize, glossary, titles_en, bm25_titles_en, duplicates)
+                       bm25, tokenize, glossary, titles_en, bm25_titles_en, duplicates, files_dir)
 
 
-def _recover_interrupted_swap(index_dir: Path) -> None:
-    """If a build died between its two renames, put the previous index back."""
-    if index_dir.exists():
-        return
-    olds = sorted(index_dir.parent.glob(f".{index_dir.name}-old-*")) if index_dir.parent.is_dir() else []
-    if olds:
-        os.replace(olds[-1], index_dir)
-        log.warning("restored %s from an interrupted build", index_dir)
+def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25) -> str | None:
+    """What makes the loaded parts disagree with each other or the manifest (shapes, dtypes, ids, NaN), or None."""
+    dim, corpus = manifest["encoder"]["dim"], manifest["corpus"]
+    if vectors.d != dim:
+        return f"vectors have {vectors.d} dimensions, the manifest says {dim}"
+    if vectors.ntotal != len(chunks) or len(chunks) != manifest["counts"]["chunks"]:
+        return f"{len(chunks)} chunks, {vectors.ntotal} vectors, the manifest counts {manifest['counts']['chunks']}"
+    try:
+        stored = vectors.reconstruct_n(0, vectors.ntotal) if vectors.ntotal else np.zeros((0, dim), np.float32)
+    except RuntimeError:  # index types that keep no vectors (e.g. IVF without a direct map)
+        stored = np.zeros((0, dim), np.float32)
+    if not np.isfinite(stored).all():
+        return "chunk vectors are not all finite numbers"
+    for name, arr, rows in (("titles", titles, len(sections)), ("sentence vectors", sentence_vectors, len(sentences))):
+        if arr.dtype != np.float32 or arr.shape != (rows, dim) or not np.isfinite(arr).all():
+            return f"{name} are {arr.dtype} {arr.shape}, expected finite float32 ({rows}, {dim})"
+    keys = set()
+    for s in sections:
+        if not isinstance(s, Section) or not all(isinstance(getattr(s, f), str) for f in ("chapter", "id", "title", "source", "kind")) \
+                or not all(isinstance(p, str) for p in s.parents) \
+                or s.source not in corpus or corpus[s.source]["lang"] not in _LANGS:
+            return f"a section record is malformed or names an unknown file: {str(s)[:80]}"
+        keys.add(s.key)
+    counts = manifest["counts"]
+    if len(keys) != counts["sections"] or len({s.chapter for s in sections}) != counts["chapters"] \
+            or len(sentences) != counts["sentences"]:
+        return f"{len(keys)} sections and {len(sentences)} sentences, the manifest counts {counts}"
+    for i, c in enumerate(chunks):
+        if c.id != i or c.lang not in _LANGS or c.source not in corpus or not isinstance(c.chapter, str) \
+                or not isinstance(c.section, str) or c.key not in keys:
+            return f"chunk {i} has a wrong id, language, file or an unknown section {c.key!r}"
+    for s in sentences:
+        if not isinstance(s, dict) or not isinstance(s.get("text"), str) or s.get("source") not in corpus \
+                or not isinstance(s.get("chapter"), str) or not isinstance(s.get("section"), str) \
+                or section_key(s["chapter"], s["section"]) not in keys or not isinstance(s.get("tokens"), list):
+            return f"a sentence record is malformed or names an unknown section: {str(s)[:80]}"
+    per_lang = {lang: sum(c.lang == lang for c in chunks) for lang in _LANGS}
+    for lang, b in bm25.items():
+        if lang not in _LANGS or b.num_docs != per_lang[lang]:
+            return f"BM25 index {lang!r} has {b.num_docs} documents, the index {per_lang.get(lang)} chunks in it"
+        if b.data.ndim != 1 or b.indices.shape != b.data.shape or not np.isfinite(b.data).all() \
+                or b.indices.dtype.kind not in "iu" or b.indptr.dtype.kind not in "iu" \
+                or (b.indices.size and (b.indices.min() < 0 or b.indices.max() >= b.num_docs)) \
+                or b.indptr[0] != 0 or b.indptr[-1] != b.data.size or (np.diff(b.indptr) < 0).any() \
+                or not isinstance(b.vocab, dict) or not all(_is_id(v, len(b.indptr) - 1) for v in b.vocab.values()):
+            return f"BM25 arrays of {lang!r} are out of range or not finite"
+    if sum(per_lang[lang] for lang in bm25) != len(chunks):
+        return "some chunks have no BM25 index"
+    return None
+
+
+def _is_id(v, n: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n

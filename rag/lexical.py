@@ -128,3 +128,19 @@ class BM25Scorer:
                 s, e = self.indptr[i], self.indptr[i + 1]
                 np.add.at(out, self.indices[s:e], self.data[s:e])
         return out
+
+    def matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The documents that contain a query token (ascending ids) and their BM25 scores.
+
+        Reads only the postings of the query's tokens (the CSC columns), so the cost grows with
+        those postings, not with the corpus; the sums are the same float32 additions in the same
+        order as `scores`, so a document's score is bit-identical to it.
+        """
+        cols = [(self.indptr[i], self.indptr[i + 1]) for t in tokens if (i := self.vocab.get(t)) is not None]
+        if not cols:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        docs = np.unique(np.concatenate([self.indices[s:e] for s, e in cols]))
+        out = np.zeros(len(docs), dtype=np.float32)
+        for s, e in cols:
+            np.add.at(out, np.searchsorted(docs, self.indices[s:e]), self.data[s:e])
+        return docs.astype(np.int64), out

@@ -1,8 +1,20 @@
-"""Retriever: dense (FAISS) + lexical (BM25) search, fused by the question's language, per section."""
+"""Retriever: dense + lexical (BM25) search, fused by the question's language, per section.
+
+Candidate retrieval: each scorer (dense vectors, BM25 per language, section titles) gives its
+top-N candidates from the store (see store.py); only those are fused. Scores below a scorer's
+candidate cut are unknown but bounded by the cut, so after fusing, the top k sections are
+checked against the best score anything outside the candidates could reach (a threshold
+algorithm). If the check fails, N grows fourfold and the search repeats; once N covers the
+corpus the lists are complete. The ranking is therefore the one a full scan gives (a test
+compares them over both question sets), at a cost that grows with N and the postings of the
+query's words, not with the corpus.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +25,8 @@ from .text import normalize
 from .embedding import Encoder, load_encoder
 from .lang import detect_language
 from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
-from .types import Hit, RagError, StaleIndexError
+from .store import Store, open_store, store_spec
+from .types import DamagedIndexError, Hit, IndexMissingError, RagError, StaleIndexError
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
@@ -21,20 +34,46 @@ MAX_K = 100
 
 # Fusion, by question language. A chunk scores DENSE_WEIGHT * cosine + the rest * BM25 (divided
 # by the query's top BM25 score); a section scores the weighted sum of its best chunk, its best
-# title row (cosine; English titles from toc.en.tsv are title rows too, see below) and BM25 over
-# its English title (divided by the query's top), over the sum of the weights, so every score
-# stays in [0, 1]. Fitted by cross-validation on the dev parts of eval/questions.jsonl and the
-# book's questions together (eval/tools/cv_weights.py; README "How it works").
+# title (cosine) and BM25 over its English title (toc.en.tsv; divided by the query's top), over
+# the sum of the weights, so every score stays in [0, 1]. Fitted by cross-validation on the dev
+# parts of eval/questions.jsonl and eval/book_questions.jsonl (eval/tools/cv_weights.py; README).
 DENSE_WEIGHT = {"zh": 0.3, "en": 0.4}
 # A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
 CROSS_LINGUAL_DENSE_WEIGHT = 0.8
 TITLE_WEIGHT = {"zh": 0.4, "en": 0.2}
 TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
+# Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
+CANDIDATES = 100
+CANDIDATES_PER_HIT = 10
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One search: the hits, every section's score (indexed like Retriever.section_keys; sections
+    outside the candidates score 0), the query vector (None in lexical mode) and its language."""
+
+    hits: list[Hit]
+    section_scores: np.ndarray
+    query_vector: np.ndarray | None
+    language: str
+    candidates: int  # chunks scored (the union of the scorers' candidates, last round)
+
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
     """Validate search arguments; return the stripped query or raise RagError saying what to fix."""
-    if not isinstance(query, str) or not query.strip():
+    if query is None:
+        query = ""
+    if not isinstance(query, str):
+        raise RagError(f"the question must be text (a str), not {type(query).__name__}. "
+                       "Decode bytes as UTF-8 first, e.g. question.decode('utf-8').")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RagError(f"the question has a character that is not valid Unicode text ({query[e.start]!r} at "
+                       f"position {e.start}, e.g. a lone surrogate or undecodable input). Retype it or send "
+                       "it as UTF-8.") from None
+    if not query.strip():
         raise RagError("the question is empty. Type a question, e.g. 什么是负迁移？ or 'What is negative transfer?'")
     query = query.strip()
     if len(query) > MAX_QUERY_CHARS:
@@ -50,7 +89,7 @@ def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
 class Retriever:
     """Searches an index directory; `search` returns one Hit per section, best first."""
 
-    def __init__(self, index: LoadedIndex, encoder: Encoder):
+    def __init__(self, index: LoadedIndex, encoder: Encoder, store: Store | None = None):
         self.index = index
         self.encoder = encoder
         self.chunks = index.chunks
@@ -64,47 +103,50 @@ class Retriever:
         self._section_chapter = np.array([k.split("/", 1)[0] for k in self.section_keys])
         self.chapters = list(dict.fromkeys(self._section_chapter.tolist()))
         self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
-        # Title rows: every section's title, then the English title (toc.en.tsv) of those that have one.
+        self._title_section = np.array([keys[s.key] for s in index.sections], dtype=np.int64)
+        # English titles (toc.en.tsv): shown on hits, BM25-scored for English questions.
         with_en = [s for s in index.sections if s.title_en]
-        self._titles = np.vstack([index.titles, index.titles_en]) if with_en else index.titles
         self._title_en_section = np.array([keys[s.key] for s in with_en], dtype=np.int64)
-        self._title_section = np.concatenate([np.array([keys[s.key] for s in index.sections], dtype=np.int64),
-                                              self._title_en_section])
         self.title_en = {s.key: s.title_en for s in with_en}
         # Near-duplicate sections: a search shows the best of them and lists the others in also_in.
         self.duplicates = {k: v for k, v in neighbours(index.duplicates).items() if k in keys}
         chunk_langs = np.array([c.lang for c in self.chunks])
-        title_langs = np.array([index.lang_of(s.source) for s in index.sections] + ["en"] * len(with_en))
+        title_langs = np.array([index.lang_of(s.source) for s in index.sections])
         chunk_chapters = np.array([c.chapter for c in self.chunks])
-        title_chapters = np.array([s.chapter for s in index.sections] + [s.chapter for s in with_en])
+        title_chapters = np.array([s.chapter for s in index.sections])
         # A question is matched against text in its own language in the chapters that have some
         # (a translation beside the original), and cross-lingually in the other chapters.
-        self._lexical = {lang: (scorer, np.flatnonzero(chunk_langs == lang)) for lang, scorer in index.bm25.items()}
-        self._masks, self._own, self._cross = {}, {}, {}
+        self._masks, self._cross = {}, {}
         for lang in ("zh", "en"):
             has = {ch for ch, lg in zip(chunk_chapters, chunk_langs) if lg == lang}
             own_chunks = chunk_langs == lang
-            self._own[lang] = own_chunks
             self._masks[lang] = (own_chunks | ~np.isin(chunk_chapters, list(has)),
                                  (title_langs == lang) | ~np.isin(title_chapters, list(has)))
             self._cross[lang] = bool(np.any(self._masks[lang][0] & ~own_chunks))
+        self.store: Store = store if store is not None else open_store(index)
+        self.candidates = CANDIDATES
+        self._chunk_lang = chunk_langs
+        # Title rows of each section (CSR) and its first chunk (what a section without a scored
+        # chunk shows, as a full scan's stable sort would).
+        order = np.argsort(self._title_section, kind="stable")
+        bounds = np.searchsorted(self._title_section[order], np.arange(len(self.section_keys) + 1))
+        self._title_rows, self._title_starts, self._title_ends = order, bounds[:-1], bounds[1:]
+        self._first_chunk = np.full(len(self.section_keys), -1, dtype=np.int64)
+        present, first = np.unique(self._chunk_section, return_index=True)
+        self._first_chunk[present] = first
 
     @classmethod
-    def load(cls, index_dir: str | Path = DEFAULT_INDEX, rebuild: bool = False) -> "Retriever":
-        """Load an index; with rebuild=True a stale index is rebuilt first (with a message)."""
-        index_dir = Path(index_dir)
+    def load(cls, index_dir: str | Path = DEFAULT_INDEX) -> "Retriever":
+        """Load an index and its encoder. Never writes: a stale or damaged index raises RagError."""
+        if index_dir is None or not isinstance(index_dir, (str, os.PathLike)):
+            raise RagError(f"the index directory must be a path, not {index_dir!r}.")
         manifest = read_manifest(index_dir)
         encoder = load_encoder(manifest["encoder"]["id"])  # loads in the background meanwhile
-        try:
-            index = load_index(index_dir)
-        except StaleIndexError as e:
-            if not rebuild:
-                raise
-            print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
-            corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
-            build_index(corpus, index_dir, encoder, manifest["index_type"],
-                        manifest["chunking"]["max_chars"], progress=True)
-            index = load_index(index_dir)
+        index = load_index(index_dir)
+        dim = getattr(encoder, "dim", None)
+        if dim is not None and dim != index.vectors.d:
+            raise DamagedIndexError(f"{index_dir} has {index.vectors.d}-dimensional vectors, encoder "
+                                    f"{manifest['encoder']['id']!r} makes {dim}. Rebuild: rag build --index {index_dir}")
         return cls(index, encoder)
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid", chapters=None) -> list[Hit]:
@@ -112,9 +154,44 @@ class Retriever:
 
         `chapters` (e.g. ["ch05", "ch10"]) limits the search to those chapters; None searches all.
         """
+        return self.retrieve(query, k, mode, chapters=chapters).hits
+
+    def retrieve(self, query: str, k: int = 5, mode: str = "hybrid", qv: np.ndarray | None = None,
+                 boost: dict[str, float] | None = None, chapters=None) -> Retrieval:
+        """Search once and keep what an answer needs: hits, section scores, the query vector.
+
+        boost: qualified section id -> an amount added to that section's score when it is above 0
+        (a follow-up question favours the previous turn's sections); the ranking stays exact.
+        chapters: as for `search`; sections outside them score 0.
+        """
         query = check_query(query, k, mode)
-        chunk_scores, section_scores = self.scores(query, mode, chapters=chapters)
-        return self.hits(chunk_scores, section_scores, k)
+        in_chapters = self.chapter_mask(chapters)
+        # Ranked for enough sections that k remain after near-duplicates are folded into also_in:
+        # k first, deeper only when folding left fewer than k.
+        depth = k
+        while True:
+            chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, depth, qv, boost,
+                                                                                in_chapters)
+            hits, shown = [], set()
+            for sec, score, best in zip(sections[:depth], section_scores[:depth],
+                                        self._best_chunks(sections[:depth], chunks, chunk_scores)):
+                if score <= 0 or len(hits) == k:
+                    break
+                key = self.section_keys[sec]
+                if key in shown:
+                    continue
+                also = self.duplicates.get(key, ())
+                shown.update(also)
+                c = self.chunks[best]
+                hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(score), 6),
+                                source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id,
+                                chapter=c.chapter, id=c.key, title_en=self.title_en.get(key, ""), also_in=also))
+            if len(hits) == k or depth >= MAX_K or int(np.sum(section_scores > 0)) < depth:
+                break
+            depth = min(MAX_K, 2 * depth)
+        full = np.zeros(len(self.section_keys), dtype=np.float32)
+        full[sections] = section_scores
+        return Retrieval(hits, full, qv, lang, len(chunks))
 
     def embed(self, query: str) -> np.ndarray:
         """The query's unit vector (one row)."""
@@ -124,7 +201,7 @@ class Retriever:
         """Which sections (indexed like section_keys) lie in the given chapters; None for no filter."""
         if chapters is None:
             return None
-        if isinstance(chapters, str) or not all(isinstance(c, str) for c in chapters):
+        if not isinstance(chapters, (list, tuple, set, frozenset)) or not all(isinstance(c, str) for c in chapters):
             raise RagError(f"chapters must be a list of chapter ids like ['ch05'], not {chapters!r}.")
         unknown = [c for c in chapters if c not in self.chapters]
         if unknown or not chapters:
@@ -132,99 +209,192 @@ class Retriever:
                            f"choose from: {', '.join(self.chapters)}.")
         return np.isin(self._section_chapter, list(chapters))
 
-    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None,
+    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None, k: int = 5,
                chapters=None) -> tuple[np.ndarray, np.ndarray]:
         """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys).
 
-        Sections outside `chapters` (when given) score 0, and so do their chunks.
+        Chunks and sections outside the candidates of a search for the k best score 0, and so do
+        those outside `chapters` (when given).
         """
-        in_chapters = self.chapter_mask(chapters)
-        lang = detect_language(query)
-        dense = DENSE_WEIGHT[lang] if not self._cross[lang] else CROSS_LINGUAL_DENSE_WEIGHT
-        # With chapters matched cross-lingually beside own-language ones, every chunk is scored the
-        # cross-lingual way, so that the scores of both kinds compare.
-        chunk, section = self.fuse(self.components(query, mode, qv), lang, mode,
-                                   dense, TITLE_WEIGHT[lang], TITLE_EN_LEXICAL_WEIGHT[lang])
-        if in_chapters is not None:
-            section = section * in_chapters
-            chunk = chunk * in_chapters[self._chunk_section]
+        chunks, chunk_scores, sections, section_scores, _, _ = self._rank(query, mode, k, qv, None,
+                                                                          self.chapter_mask(chapters))
+        chunk = np.zeros(len(self.chunks), dtype=np.float32)
+        chunk[chunks] = chunk_scores
+        section = np.zeros(len(self.section_keys), dtype=np.float32)
+        section[sections] = section_scores
         return chunk, section
 
-    def components(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Each score of the fusion, in [0, 1]: per chunk `dense` and `lexical`, per section `title`
-        (best title row) and, for an English question where the corpus has English titles,
-        `title_en_lexical` (BM25 over them); a mode gets its own."""
-        n = len(self.chunks)
+    def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None, boost: dict[str, float] | None = None,
+              in_chapters: np.ndarray | None = None):
+        """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first.
+
+        in_chapters (per section): the chapter filter, a mask on the fused chunk scores and on the
+        title scores, so sections outside it score 0 and the bounds stay bounds.
+        """
+        boosted = np.zeros(len(self.section_keys), dtype=np.float32)
+        for key, amount in (boost or {}).items():
+            if key in self.section_index:
+                boosted[self.section_index[key]] = amount
+        # every chunk of a boosted section is a candidate, so its score is exact
+        boosted_chunks = np.flatnonzero(boosted[self._chunk_section] != 0)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
-        out = {}
-        if mode in ("hybrid", "dense"):
+        if in_chapters is not None:
+            chunk_mask = chunk_mask & in_chapters[self._chunk_section]
+            title_mask = title_mask & in_chapters[self._title_section]
+        use_dense, use_lexical = mode in ("hybrid", "dense"), mode != "dense"
+        # With chapters matched cross-lingually beside own-language ones, every chunk is scored
+        # the cross-lingual way, so that the scores of both kinds compare.
+        w = CROSS_LINGUAL_DENSE_WEIGHT if self._cross[lang] else DENSE_WEIGHT[lang]
+        wd, wl = {"hybrid": (w, 1.0 - w), "dense": (1.0, 0.0), "lexical": (0.0, 1.0)}[mode]
+        if use_dense:
             qv = self.embed(query) if qv is None else qv
-            sims, ids = self.index.vectors.search(qv, n)
-            dense = np.zeros(n, dtype=np.float32)
-            ok = ids[0] >= 0
-            dense[ids[0][ok]] = np.clip(sims[0][ok], 0.0, 1.0)
-            out["dense"] = dense * chunk_mask
-            title = np.zeros(len(self.section_keys), dtype=np.float32)
-            np.maximum.at(title, self._title_section, np.clip(self._titles @ qv[0], 0.0, 1.0) * title_mask)
-            out["title"] = title
-        if mode != "dense":
+        if use_lexical:
+            # Own-language text with the question's tokens; the other languages' text (only where a
+            # chapter has none in the question's language) with the glossary's translations added.
+            # Each language's BM25 is scaled by its own maximum.
             tokens = self.index.tokenize(normalize(query))
-            lexical = np.zeros(n, dtype=np.float32)
-            if lang in self._lexical:  # own-language text, scored and scaled on its own
-                scorer, ids = self._lexical[lang]
-                lexical[ids] = _scaled(scorer.scores(tokens))
-            if self._cross[lang]:  # other chapters: cross-lingually, with the glossary's translations
+            token_lists = {lang: tokens} if lang in self.store.languages else {}
+            if self._cross[lang]:
                 cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
-                for other, (scorer, ids) in self._lexical.items():
-                    if other != lang:
-                        lexical[ids] = _scaled(scorer.scores(cross_tokens))
-            out["lexical"] = lexical * chunk_mask
-            if self.index.bm25_titles_en is not None and lang == "en":  # only where there are English titles
-                title_lex = np.zeros(len(self.section_keys), dtype=np.float32)
-                np.maximum.at(title_lex, self._title_en_section, _scaled(self.index.bm25_titles_en.scores(tokens)))
-                out["title_en_lexical"] = title_lex
+                token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
+        wt = TITLE_WEIGHT[lang]
+        # BM25 over the English titles (English questions, corpora with toc.en.tsv), every section.
+        title_en_lexical, wb = None, TITLE_EN_LEXICAL_WEIGHT[lang] if mode != "dense" else 0.0
+        if wb > 0 and lang == "en" and self.index.bm25_titles_en is not None:
+            title_en_lexical = np.zeros(len(self.section_keys), dtype=np.float32)
+            np.maximum.at(title_en_lexical, self._title_en_section,
+                          _scaled(self.index.bm25_titles_en.scores(self.index.tokenize(normalize(query)))))
+            if in_chapters is not None:
+                title_en_lexical *= in_chapters
+        n_all = max(len(self.chunks), len(self.index.sections))
+        n = max(self.candidates, CANDIDATES_PER_HIT * k)
+        while True:
+            lists, d_cut, l_cut, tops = [boosted_chunks], 0.0, 0.0, {}
+            if use_dense:
+                dense_top = self.store.dense(qv, n)
+                lists.append(dense_top.ids)
+                d_cut = min(max(dense_top.cut, 0.0), 1.0)
+            if use_lexical:
+                lexical_top = {l: self.store.lexical(l, toks, n) for l, toks in token_lists.items()}
+                lists += [r.ids for r in lexical_top.values()]
+                # a language's maximum is the first score of its ranked list (all zero: it adds nothing)
+                tops = {l: float(r.scores[0]) for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0}
+                l_cut = max((lexical_top[l].cut / top for l, top in tops.items()), default=0.0)
+            chunks = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
+            fused = np.zeros(len(chunks), dtype=np.float32)
+            if use_dense:
+                fused += wd * np.clip(self._complete(chunks, dense_top, lambda ids: self.store.dense_scores(qv, ids)), 0.0, 1.0)
+            if use_lexical and tops:
+                lexical = np.zeros(len(chunks), dtype=np.float32)
+                for l, top in tops.items():
+                    sel = np.flatnonzero(self._chunk_lang[chunks] == l)
+                    raw = self._complete(chunks[sel], lexical_top[l],
+                                         lambda ids: self.store.lexical_scores(l, token_lists[l], ids))
+                    lexical[sel] = raw / top
+                fused += wl * lexical
+            fused *= chunk_mask[chunks]
+            chunk_bound = wd * d_cut + wl * l_cut  # no chunk outside the candidates scores more
+
+            sections = np.unique(self._chunk_section[chunks])
+            if use_dense:
+                title_top = self.store.titles(qv, n)
+                t_cut = min(max(title_top.cut, 0.0), 1.0)
+                sections = np.union1d(sections, self._title_section[title_top.ids])
+            best = np.zeros(len(sections), dtype=np.float32)
+            np.maximum.at(best, np.searchsorted(sections, self._chunk_section[chunks]), fused)
+            upper = np.maximum(best, chunk_bound)
+            if title_en_lexical is not None:  # scored for every section: all that score are candidates
+                sections = np.union1d(sections, np.flatnonzero(title_en_lexical))
+                best = np.zeros(len(sections), dtype=np.float32)
+                np.maximum.at(best, np.searchsorted(sections, self._chunk_section[chunks]), fused)
+                upper = np.maximum(best, chunk_bound)
+            score, outside, total = best.copy(), chunk_bound, 1.0
+            if use_dense and wt > 0:
+                title = self._title_scores(qv, sections, title_mask)
+                score += wt * title
+                upper = upper + wt * title
+                outside += wt * t_cut
+                total += wt
+            if title_en_lexical is not None:
+                score += wb * title_en_lexical[sections]
+                upper = upper + wb * title_en_lexical[sections]
+                total += wb
+            score, upper, outside = score / total, upper / total, outside / total
+            whole = boosted[sections] != 0  # sections whose chunks are all candidates: exact scores
+            score = score + boosted[sections] * (score > 0)
+            upper = np.where(whole, score, upper)
+            order = np.lexsort((sections, -score))
+            sections, score, upper, best, whole = sections[order], score[order], upper[order], best[order], whole[order]
+            # Exact when each of the top sections has its best chunk among the candidates and
+            # nothing else can reach the k-th score (with fewer than k hits: score above 0).
+            head = min(k, int(np.sum(score > 0)))
+            rest = max(float(upper[head:].max(initial=0.0)), outside)
+            exact = (chunk_bound == 0 or bool(np.all((best[:head] > chunk_bound) | whole[:head]))) and \
+                (rest < score[head - 1] if head == k else rest <= 0)
+            if exact or n >= n_all:
+                return chunks, fused, sections, score, qv, lang
+            n *= 4
+
+    @staticmethod
+    def _complete(chunks: np.ndarray, ranked, fetch) -> np.ndarray:
+        """Scores of chunks: from the ranked list where listed, else fetched from the store."""
+        out = np.zeros(len(chunks), dtype=np.float32)
+        order = np.argsort(ranked.ids)
+        listed_ids, listed_scores = ranked.ids[order], ranked.scores[order]
+        pos = np.clip(np.searchsorted(listed_ids, chunks), 0, max(len(listed_ids) - 1, 0))
+        known = listed_ids[pos] == chunks if len(listed_ids) else np.zeros(len(chunks), bool)
+        out[known] = listed_scores[pos[known]]
+        if not ranked.complete and not known.all():
+            out[~known] = fetch(chunks[~known])
         return out
 
-    def fuse(self, parts: dict[str, np.ndarray], lang: str, mode: str, dense: float, title: float,
-             title_en_lexical: float) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk and section scores from the components, with the given weights (see the constants)."""
-        if mode == "dense":
-            chunk = parts["dense"]
-        elif mode == "lexical":
-            chunk = parts["lexical"]
-        else:
-            chunk = dense * parts["dense"] + (1.0 - dense) * parts["lexical"]
-        section = np.zeros(len(self.section_keys), dtype=np.float32)
-        np.maximum.at(section, self._chunk_section, chunk)
-        total = 1.0
-        for name, w in (("title", title), ("title_en_lexical", title_en_lexical)):
-            if name in parts and w > 0:
-                section = section + w * parts[name]
-                total += w
-        return chunk, section / total
+    def _title_scores(self, qv: np.ndarray, sections: np.ndarray, title_mask: np.ndarray) -> np.ndarray:
+        """Each section's best title similarity (over its titles in the question's language)."""
+        starts, ends = self._title_starts[sections], self._title_ends[sections]
+        lens = ends - starts
+        idx = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+        rows = self._title_rows[idx]
+        sims = np.clip(self.store.title_scores(qv, rows), 0.0, 1.0) * title_mask[rows]
+        out = np.zeros(len(sections), dtype=np.float32)
+        np.maximum.at(out, np.repeat(np.arange(len(sections)), lens), sims)
+        return out
 
-    def hits(self, chunk_scores: np.ndarray, section_scores: np.ndarray, k: int) -> list[Hit]:
-        """The k best sections with evidence (score > 0), each shown by its best chunk; a section's
-        near-duplicates are not shown after it, but listed in its `also_in`."""
-        best: dict[int, int] = {}
-        for i in np.argsort(-chunk_scores, kind="stable"):
-            best.setdefault(int(self._chunk_section[i]), int(i))
-        hits, shown = [], set()
-        for sec in np.argsort(-section_scores, kind="stable"):
-            if len(hits) == k or section_scores[sec] <= 0:
-                break
-            key = self.section_keys[sec]
-            if key in shown or int(sec) not in best:
-                continue
-            also = self.duplicates.get(key, ())
-            shown.update(also)
-            c = self.chunks[best[int(sec)]]
-            hits.append(Hit(section=c.section, title=c.title, text=c.text, score=round(float(section_scores[sec]), 6),
-                            source=c.source, start=c.start, end=c.end, lang=c.lang, chunk=c.id,
-                            chapter=c.chapter, id=c.key, title_en=self.title_en.get(key, ""),
-                            also_in=also))
-        return hits
+    def _best_chunks(self, sections: np.ndarray, chunks: np.ndarray, chunk_scores: np.ndarray) -> list[int]:
+        """The chunk each section is shown by: its best-scoring candidate (ties: the first), else its first chunk."""
+        out = []
+        own = self._chunk_section[chunks]
+        for sec in sections:
+            mine = np.flatnonzero(own == sec)
+            if len(mine) and chunk_scores[mine].max() > 0:
+                out.append(int(chunks[mine[np.argmax(chunk_scores[mine])]]))
+            else:
+                out.append(int(self._first_chunk[sec]))
+        return out
+
+
+def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | None = None) -> Retriever:
+    """Load an index for the commands that serve questions, rebuilding it (and saying so) if it is stale.
+
+    With corpus_dir, a missing index is built from it too.
+    """
+    index_dir = Path(index_dir)
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexMissingError:
+        if corpus_dir is None:
+            raise
+        print(f"no index at {index_dir}; building it from {corpus_dir} ...", file=sys.stderr, flush=True)
+        build_index(Path(corpus_dir), index_dir, progress=True)
+        return Retriever.load(index_dir)
+    try:
+        return Retriever.load(index_dir)
+    except StaleIndexError as e:
+        print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
+        corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
+        build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
+                    manifest["chunking"]["max_chars"], progress=True, store=store_spec(manifest, index_dir))
+    return Retriever.load(index_dir)
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:

@@ -210,9 +210,6 @@ def test_no_answer_is_only_the_books_questions_or_headings(answers):
     "help", "x", "transfer", "hello", "thanks!", "你好", "总结一下这一章", "What's the weather like today?",
     "How does the attention mechanism in a transformer compute its weights?", "What is BERT pre-training?",
     "How do GANs generate images?", "What is reinforcement learning?", "强化学习是什么？",
-    # After the merge of the book branch the refitted model gives it P(answerable) 0.50 against
-    # its threshold 0.49 (0.538 before): a known miss, reported in eval/README.md.
-    pytest.param("生成对抗网络的训练为什么不稳定？", marks=pytest.mark.xfail(reason="p 0.50 vs threshold 0.49 after the refit")),
 ])
 def test_generic_near_topic_and_chit_chat_abstain(retriever, question):
     assert answer(question, retriever).abstained

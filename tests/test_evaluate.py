@@ -78,7 +78,9 @@ def test_beir_round_trip(tmp_path):
 def test_bad_question_files(tmp_path):
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"id": "1", "question": "x"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(RagError, match="q.jsonl:2: not a question line"):
+    assert [q["id"] for q in read_questions(bad)] == ["1"]  # the damaged line is skipped (with a warning)
+    bad.write_text('{oops\n[1]\n', encoding="utf-8")
+    with pytest.raises(RagError, match="has no questions .2 damaged line.s. skipped, first: line 1"):
         read_questions(bad)
     with pytest.raises(RagError, match="cannot read question set"):
         read_questions(tmp_path / "missing.jsonl")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from rag.index import build_index, load_index, read_corpus
+from rag.index import build_index, load_index, read_corpus, version_dir
 from rag.retriever import Retriever
 from rag.types import DamagedIndexError, IndexMissingError, RagError, StaleIndexError
 
@@ -18,20 +18,22 @@ def built(tmp_path, small_corpus, fake_encoder):
 
 
 def test_build_writes_a_complete_manifest(built, small_corpus):
-    m = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
+    m = json.loads((version_dir(built) / "manifest.json").read_text(encoding="utf-8"))
     assert m["format_version"] == 3 and m["package_version"]
     assert m["encoder"] == {"id": "fake-chars", "dim": 64}
     assert m["index_type"] == "Flat" and m["chunking"] == {"max_chars": 600}
     assert set(m["corpus"]) == {"animals.zh.md"} and len(m["corpus"]["animals.zh.md"]["sha256"]) == 64
     assert m["counts"] == {"chapters": 1, "sections": 3, "chunks": 3, "sentences": 7}
     assert m["warnings"] == {}
-    lines = (built / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (version_dir(built) / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
     assert "猫是一种小型食肉动物" in lines[0]  # ensure_ascii=False: Chinese stays readable
 
 
 def test_build_is_deterministic(tmp_path, small_corpus, fake_encoder, built):
     again = tmp_path / "again"
     build_index(small_corpus, again, fake_encoder)
+    assert version_dir(built).name == version_dir(again).name  # named by content
+    built, again = version_dir(built), version_dir(again)
     for f in sorted(p.relative_to(built) for p in built.rglob("*") if p.is_file()):
         if f.name == "manifest.json":
             a, b = (json.loads((d / f).read_text()) for d in (built, again))
@@ -42,17 +44,17 @@ def test_build_is_deterministic(tmp_path, small_corpus, fake_encoder, built):
 
 
 def test_failed_build_leaves_previous_index(tmp_path, small_corpus, fake_encoder, built, monkeypatch):
-    before = {p.name: p.read_bytes() for p in built.iterdir() if p.is_file()}
+    before = {p: p.read_bytes() for p in built.rglob("*") if p.is_file()}
     (small_corpus / "animals.zh.md").write_text("## 9.9 新\n\n新的内容。\n", encoding="utf-8")
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr("rag.index.build_bm25", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(RagError, match="cannot write the index .*disk full.*previous index.* is unchanged"):
         build_index(small_corpus, built, fake_encoder)
-    assert {p.name: p.read_bytes() for p in built.iterdir() if p.is_file()} == before
-    assert sorted(p.name for p in built.parent.iterdir()) == ["corpus", "index"]  # no temp dirs left
+    assert {p: p.read_bytes() for p in built.rglob("*") if p.is_file()} == before  # no temp dirs left
+    assert sorted(p.name for p in built.parent.iterdir()) == ["corpus", "index"]
 
 
 def test_stale_corpus_encoder_and_format_are_reported(built, small_corpus):
@@ -63,9 +65,9 @@ def test_stale_corpus_encoder_and_format_are_reported(built, small_corpus):
     (small_corpus / "more.md").write_text("## 2.1 新\n\n内容。\n", encoding="utf-8")
     with pytest.raises(StaleIndexError, match="added or removed.*more.md"):
         load_index(built)
-    m = json.loads((built / "manifest.json").read_text())
+    m = json.loads((version_dir(built) / "manifest.json").read_text())
     m["format_version"] = 99
-    (built / "manifest.json").write_text(json.dumps(m))
+    (version_dir(built) / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(StaleIndexError, match="format 99"):
         load_index(built)
 
@@ -81,22 +83,22 @@ def test_other_encoder_is_reported():
                                     "other_encoder_manifest"])
 def test_damaged_index_is_detected(built, damage):
     if damage == "truncate_faiss":
-        data = (built / "vectors.faiss").read_bytes()
-        (built / "vectors.faiss").write_bytes(data[: len(data) // 2])
+        data = (version_dir(built) / "vectors.faiss").read_bytes()
+        (version_dir(built) / "vectors.faiss").write_bytes(data[: len(data) // 2])
     elif damage == "edit_chunk":
-        text = (built / "chunks.jsonl").read_text(encoding="utf-8")
-        (built / "chunks.jsonl").write_text(text.replace("猫", "虎", 1), encoding="utf-8")
+        text = (version_dir(built) / "chunks.jsonl").read_text(encoding="utf-8")
+        (version_dir(built) / "chunks.jsonl").write_text(text.replace("猫", "虎", 1), encoding="utf-8")
     elif damage == "drop_chunk_line":
-        lines = (built / "chunks.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-        (built / "chunks.jsonl").write_text("".join(lines[1:]), encoding="utf-8")
+        lines = (version_dir(built) / "chunks.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        (version_dir(built) / "chunks.jsonl").write_text("".join(lines[1:]), encoding="utf-8")
     elif damage == "remove_file":
-        (built / "bm25" / "zh" / "vocab.index.json").unlink()
+        (version_dir(built) / "bm25" / "zh" / "vocab.index.json").unlink()
     elif damage == "bad_manifest":
-        (built / "manifest.json").write_text("{not json", encoding="utf-8")
+        (version_dir(built) / "manifest.json").write_text("{not json", encoding="utf-8")
     else:  # a manifest copied from an index built with another encoder
-        m = json.loads((built / "manifest.json").read_text())
+        m = json.loads((version_dir(built) / "manifest.json").read_text())
         m["encoder"] = {"id": "all-MiniLM-L6-v2", "dim": 384}
-        (built / "manifest.json").write_text(json.dumps(m))
+        (version_dir(built) / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DamagedIndexError, match="rag build"):
         load_index(built)
 
@@ -128,9 +130,9 @@ def test_committed_index_is_fresh(tmp_path):
     fresh = tmp_path / "index"
     build_index(REPO / "corpus", fresh)
     for name in ("chunks.jsonl", "sections.jsonl", "lexicon.txt", "sentences.jsonl", "bm25/zh/params.index.json", "bm25/en/params.index.json"):
-        assert (committed / name).read_text(encoding="utf-8") == (fresh / name).read_text(encoding="utf-8"), name
+        assert (version_dir(committed) / name).read_text(encoding="utf-8") == (version_dir(fresh) / name).read_text(encoding="utf-8"), name
     for name in ("bm25/zh/vocab.index.json", "bm25/en/vocab.index.json"):
-        assert json.loads((committed / name).read_text()) == json.loads((fresh / name).read_text())
+        assert json.loads((version_dir(committed) / name).read_text()) == json.loads((version_dir(fresh) / name).read_text())
     a, b = load_index(committed), load_index(fresh, check_corpus=False)
     np.testing.assert_allclose(a.vectors.reconstruct_n(0, a.vectors.ntotal),
                                b.vectors.reconstruct_n(0, b.vectors.ntotal), atol=1e-4)

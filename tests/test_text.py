@@ -1,8 +1,7 @@
 """The matching view of markdown text (rag/text.py) and the tokens it gives."""
 
-from pathlib import Path
-
 from conftest import REPO
+from rag.index import version_dir
 from rag.lexical import Tokenizer, load_lexicon
 from rag.text import markup_spans, normalize
 
@@ -16,7 +15,7 @@ def test_normalize_makes_markup_readable():
 
 
 def test_products_match_however_they_are_written():
-    tok = Tokenizer(load_lexicon(Path(REPO / "index" / "lexicon.txt")))
+    tok = Tokenizer(load_lexicon(version_dir(REPO / "index") / "lexicon.txt"))
     ones = [tok(normalize(s)) for s in ("$1\\times1$卷积", "1x1卷积", "1乘1卷积", "1 x 1卷积", "1\\*1卷积")]
     assert all(t == ones[0] for t in ones) and "1x1" in ones[0]
 

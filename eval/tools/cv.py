@@ -58,7 +58,7 @@ def apply(setting: dict) -> None:
 
 
 def main() -> None:
-    r = R.Retriever.load(rebuild=True)
+    r = R.load_fresh()
     dev = resolve_relevant([q for q in read_questions(DEFAULT_QUESTIONS) if q.get("split") == "dev"], r.section_keys)
     standalone = [q for q in dev if q["relevant"] and not q.get("history") and not q.get("heading_copy")]
     saved = {"dense_zh": R.DENSE_WEIGHT["zh"], "dense_en": R.DENSE_WEIGHT["en"], "title": R.TITLE_WEIGHT,

@@ -41,7 +41,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from rag.evaluate import read_questions, resolve_relevant, with_duplicates  # noqa: E402
-from rag.retriever import Retriever, detect_language  # noqa: E402
+from rag.glossary import translations  # noqa: E402
+from rag.lang import detect_language  # noqa: E402
+from rag.retriever import Retriever, _scaled  # noqa: E402
+from rag.text import normalize  # noqa: E402
 
 GRID = {
     "zh": {"dense": [0.3, 0.4, 0.5, 0.6, 0.7], "cross": [0.9], "title": [0.0, 0.2, 0.4, 0.8], "tlex": [0.0]},
@@ -63,6 +66,46 @@ def chapter_questions(repo: Path = REPO) -> list[dict]:
     return [{**q, "split": raw[q["id"]].get("split")} for q in read_questions(path)]
 
 
+def components(r: Retriever, query: str) -> dict[str, np.ndarray]:
+    """Every score of the retriever's hybrid fusion over the whole index (a full scan; the
+    retriever computes the same on its candidates): per chunk `dense` and `lexical`, per section
+    `title` and, for English questions with English titles, `title_en_lexical`."""
+    lang = detect_language(query)
+    chunk_mask, title_mask = r._masks[lang]
+    ids = np.arange(len(r.chunks))
+    qv = r.embed(query)
+    out = {"dense": np.clip(r.store.dense_scores(qv, ids), 0.0, 1.0) * chunk_mask,
+           "title": r._title_scores(qv, np.arange(len(r.section_keys)), title_mask)}
+    tokens = r.index.tokenize(normalize(query))
+    lists = {lang: tokens} if lang in r.store.languages else {}
+    if r._cross[lang]:
+        cross = tokens + r.index.tokenize(" ".join(translations(query, r.index.glossary)))
+        lists.update({o: cross for o in r.store.languages if o != lang})
+    lexical = np.zeros(len(ids), dtype=np.float32)
+    for l, toks in lists.items():
+        sel = ids[r._chunk_lang == l]
+        lexical[sel] = _scaled(r.store.lexical_scores(l, toks, sel))
+    out["lexical"] = lexical * chunk_mask
+    if lang == "en" and r.index.bm25_titles_en is not None:
+        t = np.zeros(len(r.section_keys), dtype=np.float32)
+        np.maximum.at(t, r._title_en_section, _scaled(r.index.bm25_titles_en.scores(tokens)))
+        out["title_en_lexical"] = t
+    return out
+
+
+def fuse(r: Retriever, parts: dict, dense: float, title: float, title_en_lexical: float) -> np.ndarray:
+    """Section scores of the hybrid fusion with the given weights (as rag/retriever.py fuses)."""
+    chunk = dense * parts["dense"] + (1.0 - dense) * parts["lexical"]
+    section = np.zeros(len(r.section_keys), dtype=np.float32)
+    np.maximum.at(section, r._chunk_section, chunk)
+    total = 1.0
+    for name, w in (("title", title), ("title_en_lexical", title_en_lexical)):
+        if name in parts and w > 0:
+            section = section + w * parts[name]
+            total += w
+    return section / total
+
+
 class Cached:
     """Each question's components, computed once; fused and ranked for any weights."""
 
@@ -82,12 +125,12 @@ class Cached:
                 continue
             lang = detect_language(q["question"])
             gold = np.isin(np.array(r.section_keys), q["relevant"])
-            self.items.append((set_name, q, lang, r.components(q["question"], "hybrid"), gold))
+            self.items.append((set_name, q, lang, components(r, q["question"]), gold))
 
     def rank_scores(self, item, w: dict) -> tuple[float, float]:
         _, _, lang, parts, gold = item
         dense = w["cross"] if self.r._cross[lang] else w["dense"]
-        _, section = self.r.fuse(parts, lang, "hybrid", dense, w["title"], w["tlex"])
+        section = fuse(self.r, parts, dense, w["title"], w["tlex"])
         order = np.argsort(-section, kind="stable")[:40]
         shown, rank = set(), 0
         for sec in order:

@@ -1,0 +1,453 @@
+"""Scale benchmark: the whole hybrid search (dense candidates + BM25 candidates + fusion + sections)
+through `Retriever.retrieve`, on synthetic corpora of 10k / 100k / 1M chunks.
+
+    .venv/bin/python benchmarks/run.py --only-scale [--max-n 100000] [--qdrant-max-n 100000]
+    .venv/bin/python benchmarks/scale.py --max-n 1000000      # the 1M row (see below)
+
+The 1M row needs ~12 GB of RAM and ~15 min of one core (most of it building HNSW and training
+IVF-PQ); on a bigger machine run it with OMP_NUM_THREADS set to the cores you have. Latencies are
+single-threaded (one BLAS/OpenMP thread per query, as the server runs).
+
+Synthetic data (encoding 1M real chunks would take hours), documented because it decides what
+HNSW and IVF look like:
+- vectors: d=512 unit vectors from a mixture of topics. Each topic has a centre c_t (standard
+  normal); a section of 4 chunks draws a section centre c_t + 0.8·g, each chunk c_s + 0.6·g'
+  (g, g' standard normal scaled to norm ~1, then normalized; cos(chunk, section) ~0.86,
+  cos(section, topic) ~0.78): chunks of a section are closer to each other than
+  to their topic, topics are far apart, like embedded text. 1000 topics at 1M (n/1000, at least
+  10). Pure Gaussian vectors (no clusters) make HNSW look bad and IVF meaningless; a few tight
+  clusters make everything look good.
+- text: bilingual. A file holds 250 sections of one language (zh or en, alternating). Each chunk
+  has 30-120 tokens: 60% from its topic's 300-word vocabulary (Zipf-weighted), 40% from the
+  language's whole vocabulary (Zipf, exponent 1.0): 30k Chinese words from jieba's dictionary
+  (the most frequent two- to four-character words, stop words removed) and 30k English
+  pseudo-words (stable under the Snowball stemmer). BM25 (Lucene, k1=1.5, b=0.75) per language,
+  written in bm25s's array format with numpy (checked against bm25s itself at 10k).
+- queries: 200, each from a random section: its section centre + 0.6·g (like a chunk of it), and
+  2-5 words from its topic's vocabulary (plus background words), in the section's language.
+  Query text goes through the real tokenizer; the query vector is given (the encoder's ~2.5 ms
+  is measured on the chapter, docs/PERFORMANCE.md).
+- section titles: one vector per section (its centre), in an index of the same kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+D = 512
+CHUNKS_PER_SECTION = 4
+SECTIONS_PER_FILE = 250
+VOCAB = 30_000
+TOPIC_WORDS = 300
+K1, B = 1.5, 0.75
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def vocabularies(rng):
+    """30k Chinese words (jieba's most frequent, no stop words) and 30k English pseudo-words."""
+    import jieba
+    import Stemmer
+
+    from rag.lexical import STOP_EN, STOP_ZH
+
+    jieba.setLogLevel(60)
+    jieba.dt.check_initialized()
+    zh = sorted((w for w, f in jieba.dt.FREQ.items() if f > 0 and 2 <= len(w) <= 4 and w not in STOP_ZH
+                 and all("\u4e00" <= ch <= "\u9fff" for ch in w)), key=lambda w: -jieba.dt.FREQ[w])[:VOCAB]
+    stem = Stemmer.Stemmer("english").stemWord
+    cons, vow = "bcdfgklmnprstvz", "aeiou"
+    en, seen = [], set()
+    while len(en) < VOCAB:
+        w = "".join(rng.choice(list(cons)) + rng.choice(list(vow)) for _ in range(rng.integers(2, 5)))
+        if w not in seen and stem(w) == w and w not in STOP_EN:
+            seen.add(w)
+            en.append(w)
+    return {"zh": zh, "en": en}
+
+
+class Corpus:
+    """n chunks: vectors, per-language BM25 arrays, sections and title vectors, queries."""
+
+    def __init__(self, n: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.n = n
+        n_sec = n // CHUNKS_PER_SECTION
+        n_topics = max(10, n // 1000)
+        self.vocab = vocabularies(np.random.default_rng(1))
+        topic_c = rng.standard_normal((n_topics, D), dtype=np.float32)
+        topic_c /= np.linalg.norm(topic_c, axis=1, keepdims=True)
+        self.sec_topic = rng.integers(0, n_topics, n_sec)
+        self.sec_lang = np.array(["zh", "en"])[(np.arange(n_sec) // SECTIONS_PER_FILE) % 2]
+        sec_c = self._noisy(topic_c[self.sec_topic], 0.8, rng)
+        self.titles = sec_c
+        self.vectors = np.empty((n, D), dtype=np.float32)
+        for s in range(0, n, 100_000):
+            e = min(n, s + 100_000)
+            self.vectors[s:e] = self._noisy(sec_c[np.arange(s, e) // CHUNKS_PER_SECTION], 0.6, rng)
+        self.topic_c = topic_c
+        self.sec_c = sec_c
+        # topic vocabularies: 300 word ids per topic and language
+        self.topic_words = rng.integers(0, VOCAB, (n_topics, TOPIC_WORDS))
+        self.chunk_lang = np.repeat(self.sec_lang, CHUNKS_PER_SECTION)
+        self.chunk_topic = np.repeat(self.sec_topic, CHUNKS_PER_SECTION)
+        self.bm25 = {lang: self._bm25(lang, rng) for lang in ("zh", "en")}
+        # queries
+        qs = rng.integers(0, n_sec, 200)
+        self.query_vectors = self._noisy(sec_c[qs], 0.6, rng)
+        self.query_texts = []
+        for s in qs:
+            lang, t = self.sec_lang[s], self.sec_topic[s]
+            words = self._draw(t, int(rng.integers(2, 6)), rng)
+            self.query_texts.append(" ".join(self.vocab[lang][w] for w in words))
+
+    @staticmethod
+    def _noisy(centres, scale, rng):
+        """Unit vectors: centre + noise of norm ~scale (each coordinate N(0, scale^2/D))."""
+        x = centres + np.float32(scale / np.sqrt(D)) * rng.standard_normal(centres.shape, dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x
+
+    def _zipf_cdf(self, m):
+        w = 1.0 / np.arange(1, m + 1)
+        return np.cumsum(w) / w.sum()
+
+    def _draw(self, topic, count, rng):
+        """Word ids: 60% from the topic's words, 40% from the whole vocabulary (both Zipf)."""
+        from_topic = rng.random(count) < 0.6
+        t_rank = np.searchsorted(self._zipf_cdf(TOPIC_WORDS), rng.random(count))
+        g_rank = np.searchsorted(self._zipf_cdf(VOCAB), rng.random(count))
+        topic = np.broadcast_to(np.asarray(topic), (count,)) if np.ndim(topic) == 0 else topic
+        return np.where(from_topic, self.topic_words[topic, t_rank], g_rank)
+
+    def _bm25(self, lang, rng):
+        """CSC arrays of Lucene BM25 (as bm25s saves them) over this language's chunks."""
+        ids = np.flatnonzero(self.chunk_lang == lang)
+        lengths = rng.integers(30, 121, len(ids))
+        doc = np.repeat(np.arange(len(ids)), lengths)
+        words = self._draw(self.chunk_topic[ids][doc], len(doc), rng)
+        keys, tf = np.unique(doc.astype(np.int64) * VOCAB + words, return_counts=True)
+        del doc, words
+        d, t = keys // VOCAB, keys % VOCAB
+        df = np.bincount(t, minlength=VOCAB)
+        n_docs = len(ids)
+        idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+        avgdl = lengths.mean()
+        score = (idf[t] * tf / (tf + K1 * (1 - B + B * lengths[d] / avgdl))).astype(np.float32)
+        order = np.lexsort((d, t))
+        indptr = np.concatenate([[0], np.cumsum(df)])
+        return {"data": score[order], "indices": d[order].astype(np.int32), "indptr": indptr.astype(np.int64),
+                "num_docs": n_docs, "ids": ids, "docs": (lengths, keys, tf) if self.n <= 10_000 else None}
+
+    def write_bm25(self, root: Path):
+        from rag.lexical import BM25Scorer
+
+        out = {}
+        for lang, b in self.bm25.items():
+            d = root / lang
+            d.mkdir(parents=True)
+            np.save(d / "data.csc.index.npy", b["data"])
+            np.save(d / "indices.csc.index.npy", b["indices"])
+            np.save(d / "indptr.csc.index.npy", b["indptr"])
+            (d / "vocab.index.json").write_text(json.dumps({w: i for i, w in enumerate(self.vocab[lang])},
+                                                           ensure_ascii=False))
+            (d / "params.index.json").write_text(json.dumps({"k1": K1, "b": B, "method": "lucene",
+                                                             "num_docs": b["num_docs"]}))
+            out[lang] = (BM25Scorer(d), b["ids"])
+        return out
+
+    def doc_tokens(self, lang) -> list[list[str]]:
+        """Token lists of one language's chunks (only kept for small corpora)."""
+        lengths, keys, tf = self.bm25[lang]["docs"]
+        out = [[] for _ in lengths]
+        for key, c in zip(keys, tf):
+            out[key // VOCAB].extend([self.vocab[lang][key % VOCAB]] * int(c))
+        return out
+
+
+def check_bm25_against_bm25s(corpus: Corpus, scorers) -> float:
+    """Max abs difference between our arrays' scores and bm25s's own index (10k only)."""
+    from rag.lexical import BM25Scorer, build_bm25
+
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for lang in ("zh", "en"):
+            build_bm25(corpus.doc_tokens(lang), Path(tmp) / lang)
+            ref, ours = BM25Scorer(Path(tmp) / lang), scorers[lang][0]
+            for q in corpus.query_texts[:20]:
+                toks = q.split()
+                worst = max(worst, float(np.abs(ref.scores(toks) - ours.scores(toks)).max()))
+    return worst
+
+
+# --------------------------------------------------------------------------------------- retriever
+
+
+def make_retriever(corpus: Corpus, store):
+    from rag.index import LoadedIndex
+    from rag.lexical import Tokenizer
+    from rag.retriever import Retriever
+    from rag.types import Chunk, Section
+
+    files = {}
+    sections = []
+    for s in range(len(corpus.sec_lang)):
+        f = s // SECTIONS_PER_FILE
+        source = f"f{f:04d}.{corpus.sec_lang[s]}.md"
+        files[source] = {"lang": str(corpus.sec_lang[s]), "sha256": ""}
+        sections.append(Section(id=str(s), title="", source=source, start=0, end=0, chapter=f"f{f:04d}"))
+    chunks = [Chunk(id=i, section=str(i // CHUNKS_PER_SECTION), title="", source=sections[i // CHUNKS_PER_SECTION].source,
+                    start=0, end=0, text="", lang=str(corpus.chunk_lang[i]),
+                    chapter=sections[i // CHUNKS_PER_SECTION].chapter) for i in range(corpus.n)]
+    lexicon = {w: 10 for w in corpus.vocab["zh"]}
+    index = LoadedIndex(Path("."), {"corpus": files}, chunks, sections, None, corpus.titles, [],
+                        np.zeros((0, D), np.float32), {}, Tokenizer(lexicon), [])
+    return Retriever(index, encoder=None, store=store)
+
+
+def time_hybrid(r, corpus: Corpus, k: int = 5, mode: str = "hybrid"):
+    lat, scored, tops = [], [], []
+    for text, qv in zip(corpus.query_texts, corpus.query_vectors):
+        qv = qv[None, :]
+        t = time.perf_counter()
+        found = r.retrieve(text, k, mode, qv=qv)
+        lat.append(time.perf_counter() - t)
+        scored.append(found.candidates)
+        tops.append([h.id for h in found.hits])
+    return {"p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
+            "median_chunks_scored": int(np.median(scored)), "max_chunks_scored": int(max(scored))}, tops
+
+
+def recall_at_10(ids, truth):
+    return round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)])), 3)
+
+
+def agreement(tops, ref):
+    """Share of the reference (Flat) hybrid top-k sections also in this configuration's top-k."""
+    return round(float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(tops, ref)])), 3)
+
+
+def disk_mb(index) -> float:
+    import faiss
+
+    with tempfile.TemporaryDirectory() as tmp:
+        faiss.write_index(index, f"{tmp}/x.faiss")
+        return round(os.path.getsize(f"{tmp}/x.faiss") / 2**20, 1)
+
+
+def dir_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+def build_faiss(kind: str, xb: np.ndarray, train_n: int | None = None):
+    import faiss
+
+    index = faiss.index_factory(D, kind, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        sample = xb if train_n is None or train_n >= len(xb) else xb[np.random.default_rng(2).choice(len(xb), train_n, replace=False)]
+        index.train(sample)
+    index.add(xb)
+    return index
+
+
+def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool = False) -> list[dict]:
+    import faiss
+
+    from rag.store import FaissStore
+
+    rows = []
+    t = time.perf_counter()
+    corpus = Corpus(n)
+    log(f"n={n}: data generated in {time.perf_counter() - t:.1f} s, RSS {rss_mb()} MB")
+    tmp = Path(tempfile.mkdtemp(prefix="rag-scale-"))
+    try:
+        t = time.perf_counter()
+        lexical = corpus.write_bm25(tmp / "bm25")
+        bm25_s = time.perf_counter() - t
+        bm25_mb = dir_mb(tmp / "bm25")
+        bm25_check = check_bm25_against_bm25s(corpus, lexical) if n <= 10_000 else None
+        postings = [sum(int(s.indptr[s.vocab[w] + 1] - s.indptr[s.vocab[w]]) for w in q.split() if w in s.vocab)
+                    for q, s in ((q, lexical["zh" if not q.isascii() else "en"][0]) for q in corpus.query_texts)]
+        qv = corpus.query_vectors
+        exact = faiss.IndexFlatIP(D)
+        exact.add(corpus.vectors)
+        _, truth = exact.search(qv, 10)
+
+        def config(name, index, title_index, build_s, params=None):
+            store = FaissStore(index, lexical, corpus.titles, title_index)
+            r = make_retriever(corpus, store)
+            _, ids = index.search(qv, 10)
+            t = time.perf_counter()
+            for i in range(len(qv)):
+                index.search(qv[i:i + 1], 100)
+            dense_ms = 1000 * (time.perf_counter() - t) / len(qv)
+            lat, tops = time_hybrid(r, corpus)
+            row = {"n": n, "store": "faiss", "index": name, **(params or {}), "build_s": round(build_s, 1),
+                   "bm25_build_s": round(bm25_s, 1), "disk_mb": round(disk_mb(index) + bm25_mb, 1),
+                   "rss_mb": rss_mb(), "recall@10": recall_at_10(ids, truth), "dense100_ms": round(dense_ms, 2),
+                   **{f"hybrid_{k}": v for k, v in lat.items()}}
+            return row, tops
+
+        # Flat: the exact baseline (its titles: the matrix product)
+        row, flat_tops = config("Flat", exact, None, 0.0)
+        row["hybrid_top5_vs_flat"] = 1.0
+        row["bm25_vs_bm25s_max_abs_diff"] = bm25_check
+        row["median_query_postings"] = int(np.median(postings))
+        rows.append(row)
+        log("ROW " + json.dumps(row))
+
+        # HNSW: M and efSearch, the smallest settings with recall@10 >= 0.95
+        for m in () if skip_hnsw else ((16,) if n >= 1_000_000 else (16, 32)):  # 1M: one build (minutes on one core)
+            t = time.perf_counter()
+            hnsw = build_faiss(f"HNSW{m}", corpus.vectors)
+            build_s = time.perf_counter() - t
+            log(f"  HNSW{m} built in {build_s:.1f} s")
+            for ef in (16, 32, 64, 128, 256, 512):
+                hnsw.hnsw.efSearch = ef
+                _, ids = hnsw.search(qv, 10)
+                if recall_at_10(ids, truth) >= 0.95:
+                    break
+            titles = build_faiss(f"HNSW{m}", corpus.titles)
+            titles.hnsw.efSearch = ef
+            row, tops = config(f"HNSW{m}", hnsw, titles, build_s, {"efSearch": ef})
+            row["hybrid_top5_vs_flat"] = agreement(tops, flat_tops)
+            rows.append(row)
+            log("ROW " + json.dumps(row))
+            del hnsw, titles
+            gc.collect()
+
+        # IVF-PQ: nlist = sqrt(n)·2, trained on 40 vectors per list (FAISS's minimum is 39); nprobe tuned to recall@10 >= 0.90
+        nlist = int(2 * np.sqrt(n)) if n < 1_000_000 else 1000  # 1M: bounded training time
+        # PQ codes alone (64 bytes a vector) do not reach recall@10 0.90 on 512-d vectors; the
+        # SQ8 refinement (512 bytes a vector) re-ranks 4x the candidates.
+        for kind in () if skip_ivf else (f"IVF{nlist},PQ64,Refine(SQ8)",):
+            t = time.perf_counter()
+            ivf = build_faiss(kind, corpus.vectors, train_n=min(n, 40 * nlist))
+            build_s = time.perf_counter() - t
+            log(f"  {kind} built in {build_s:.1f} s")
+            if "Refine" in kind:
+                # (index_factory already returns the IndexRefine; rebinding a downcast wrapper
+                # would free the index under it)
+                ivf.k_factor = 4  # re-rank 4x the candidates with the SQ8 codes
+            for nprobe in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+                faiss.extract_index_ivf(ivf).nprobe = nprobe
+                _, ids = ivf.search(qv, 10)
+                if recall_at_10(ids, truth) >= 0.90:
+                    break
+            titles = build_faiss(f"HNSW32", corpus.titles)
+            titles.hnsw.efSearch = 128
+            row, tops = config(kind, ivf, titles, build_s, {"nprobe": nprobe, "train_n": min(n, 40 * nlist)})
+            row["hybrid_top5_vs_flat"] = agreement(tops, flat_tops)
+            rows.append(row)
+            log("ROW " + json.dumps(row))
+            del ivf, titles
+            gc.collect()
+
+        if qdrant:
+            rows.append(run_qdrant(corpus, tmp, flat_tops, log))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def run_qdrant(corpus: Corpus, tmp: Path, flat_tops, log) -> dict:
+    import warnings
+
+    from rag.store import QdrantStore, create_qdrant
+
+    warnings.filterwarnings("ignore", message=".*Local mode is not recommended.*")
+    vocabs = {lang: {w: i for i, w in enumerate(corpus.vocab[lang])} for lang in ("zh", "en")}
+    tokens: list[list[str]] = [[] for _ in range(corpus.n)]
+    for lang in ("zh", "en"):
+        ids = corpus.bm25[lang]["ids"]
+        lengths, keys, tf = corpus.bm25[lang]["docs"] if corpus.bm25[lang]["docs"] else (None, None, None)
+        if keys is None:  # rebuild the token lists from the CSC arrays
+            b = corpus.bm25[lang]
+            for term in range(VOCAB):
+                s, e = b["indptr"][term], b["indptr"][term + 1]
+                for d in b["indices"][s:e]:
+                    tokens[ids[d]].append(corpus.vocab[lang][term])
+        else:
+            for i, toks in zip(ids, corpus.doc_tokens(lang)):
+                tokens[i] = toks
+    chunks = [type("C", (), {"lang": str(l), "section": str(i // CHUNKS_PER_SECTION)})() for i, l in enumerate(corpus.chunk_lang)]
+    t = time.perf_counter()
+    record = create_qdrant(str(tmp / "qdrant"), tmp / "index", chunks, corpus.vectors, tokens, vocabs, K1, B,
+                           [f"f{(i // CHUNKS_PER_SECTION) // SECTIONS_PER_FILE:04d}" for i in range(corpus.n)])
+    build_s = time.perf_counter() - t
+    store = QdrantStore(str(tmp / "qdrant"), record["collection"], record["points"], vocabs, corpus.titles)
+    r = make_retriever(corpus, store)
+    lat, tops = time_hybrid(r, corpus)
+    row = {"n": corpus.n, "store": "qdrant-local", "index": "exact (local mode)", "build_s": round(build_s, 1),
+           "disk_mb": dir_mb(tmp / "qdrant"), "rss_mb": rss_mb(), "recall@10": 1.0,
+           **{f"hybrid_{k}": v for k, v in lat.items()}, "hybrid_top5_vs_flat": agreement(tops, flat_tops)}
+    log("ROW " + json.dumps(row))
+    return row
+
+
+def bench_scale(max_n: int = 100_000, qdrant_max_n: int = 10_000, log=print, skip_ivf: bool = False) -> list[dict]:
+    import faiss
+
+    faiss.omp_set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    rows = []
+    for n in (10_000, 100_000, 1_000_000):
+        if n > max_n:
+            rows.append({"n": n, "skipped": f"--max-n {max_n}; run benchmarks/scale.py --max-n {n} "
+                                            "on a machine with >= 16 GB free (takes ~15 min on one core)"})
+            continue
+        rows.extend(run(n, qdrant=n <= qdrant_max_n, log=log, skip_ivf=skip_ivf))
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--max-n", type=int, default=100_000)
+    p.add_argument("--only-n", type=int, default=None, help="run one size only (10000, 100000 or 1000000)")
+    p.add_argument("--qdrant-max-n", type=int, default=10_000)
+    p.add_argument("--skip-ivf", action="store_true", help="no IVF-PQ rows (training takes minutes on one core)")
+    p.add_argument("--skip-hnsw", action="store_true", help="no HNSW rows")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "scale_results.json")
+    args = p.parse_args()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.only_n:
+        import faiss
+
+        faiss.omp_set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        rows = run(args.only_n, qdrant=args.only_n <= args.qdrant_max_n, log=log, skip_ivf=args.skip_ivf,
+                   skip_hnsw=args.skip_hnsw)
+    else:
+        rows = bench_scale(args.max_n, args.qdrant_max_n, log, args.skip_ivf)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else []
+    keep = [r for r in previous if r["n"] not in {x["n"] for x in rows if "skipped" not in x}]
+    args.out.write_text(json.dumps(sorted(keep + rows, key=lambda r: r["n"]), indent=1) + "\n")
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
