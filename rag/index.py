@@ -13,8 +13,7 @@
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
       bm25/LANG/      bm25s's saved arrays over the chunks of one language (zh, en)
       glossary.tsv    the corpus's glossary.tsv
-      titles_en.npy   the normalized vector of each English title (toc.en.tsv), in section order
-      bm25_titles_en/ bm25s's arrays over the English titles, row for row with titles_en.npy
+      bm25_titles_en/ bm25s's arrays over the English titles (toc.en.tsv) of the sections that have one, in section order
       duplicates.json pairs of near-duplicate sections (qualified ids, see dedup.py)
 
       .lock           held (fcntl) by a build while it writes; readers never take it
@@ -66,7 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
 _FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "sentences.jsonl",
-          "sentence_vectors.npy", "lexicon.txt", "titles_en.npy", "duplicates.json")
+          "sentence_vectors.npy", "lexicon.txt", "duplicates.json")
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -112,7 +111,6 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     attach_originals(sentences, sentence_vectors, file_texts)
     sections = with_english_titles(sections, file_texts, read_toc(corpus_dir / TOC_FILE))
     en_titles = [s.title_en for s in sections if s.title_en]
-    titles_en = _encode_all(encoder, en_titles, False) if en_titles else np.zeros((0, titles.shape[1]), np.float32)
     duplicates = duplicate_pairs({(files[s.source]["lang"], s.key): file_texts[s.source][s.start:s.end]
                                    for s in sections})
     glossary_path = corpus_dir / GLOSSARY_FILE
@@ -128,7 +126,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             manifest = _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path,
                                       glossary, chunks, sections, sentences, tokenize, texts, lexicon, index, vectors,
                                       titles, sentence_vectors, report, store_kind, store_location,
-                                      (en_titles, titles_en, duplicates))
+                                      (en_titles, duplicates))
     except OSError as e:
         raise RagError(f"cannot write the index at {index_dir} ({e.strerror or e}). The previous index, if any, "
                        "is unchanged. Free some disk space, or build into a writable directory with "
@@ -140,16 +138,14 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
 def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path, glossary, chunks,
                    sections, sentences, tokenize, texts, lexicon, index, vectors, titles, sentence_vectors,
                    report, store_kind: str = "faiss", store_location: str | None = None,
-                   english=((), None, ())) -> dict:
+                   english=((), ())) -> dict:
     """Write a new version directory and point CURRENT at it (call with the build lock held).
 
-    english: (English titles, their vectors, near-duplicate pairs), see toc.py and dedup.py.
+    english: (English titles, near-duplicate pairs), see toc.py and dedup.py.
     """
     import faiss
 
-    en_titles, titles_en, duplicates = english
-    if titles_en is None:
-        titles_en = np.zeros((0, titles.shape[1]), np.float32)
+    en_titles, duplicates = english
 
     for p in index_dir.glob(".tmp-*"):  # builds that died: the lock says no build is running
         shutil.rmtree(p, ignore_errors=True)
@@ -174,7 +170,6 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
         save_lexicon(lexicon, tmp / "lexicon.txt")
         if glossary:
             shutil.copyfile(glossary_path, tmp / GLOSSARY_FILE)
-        np.save(tmp / "titles_en.npy", titles_en, allow_pickle=False)
         if en_titles:
             build_bm25([tokenize(normalize(t)) for t in en_titles], tmp / "bm25_titles_en")
         (tmp / "duplicates.json").write_text(json.dumps(duplicates, ensure_ascii=False, indent=1) + "\n",
@@ -414,8 +409,7 @@ class LoadedIndex:
     bm25: dict[str, BM25Scorer]  # by language
     tokenize: Tokenizer
     glossary: list[tuple[str, list[str]]]
-    titles_en: np.ndarray  # one row per section with a title_en, in section order
-    bm25_titles_en: BM25Scorer | None  # over the same English titles
+    bm25_titles_en: BM25Scorer | None  # over the English titles of the sections that have one, in section order
     duplicates: list[list[str]]  # pairs of near-duplicate sections (qualified ids)
     files_dir: Path | None = None  # the version directory the files were read from
 
@@ -604,19 +598,18 @@ def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> Loade
         bm25 = {p.name: BM25Scorer(p) for p in sorted((files_dir / "bm25").iterdir())}
         tokenize = Tokenizer(load_lexicon(files_dir / "lexicon.txt"))
         glossary = read_glossary(files_dir / GLOSSARY_FILE)
-        titles_en = np.load(files_dir / "titles_en.npy", allow_pickle=False)
         bm25_titles_en = BM25Scorer(files_dir / "bm25_titles_en") if (files_dir / "bm25_titles_en").is_dir() else None
         duplicates = json.loads((files_dir / "duplicates.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, AttributeError) as e:
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
     problem = _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25)
-    if problem is None and (titles_en.shape != (sum(bool(s.title_en) for s in sections), vectors.d)
-                            or (bm25_titles_en is not None and bm25_titles_en.num_docs != len(titles_en))):
-        problem = f"{len(titles_en)} English title vectors for {sum(bool(s.title_en) for s in sections)} English titles"
+    n_en = sum(bool(s.title_en) for s in sections)
+    if problem is None and (bm25_titles_en.num_docs if bm25_titles_en is not None else 0) != n_en:
+        problem = f"BM25 over English titles does not match the {n_en} English titles"
     if problem:
         raise DamagedIndexError(f"{index_dir} is inconsistent: {problem}. {fix}")
     return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, sentences, sentence_vectors,
-                       bm25, tokenize, glossary, titles_en, bm25_titles_en, duplicates, files_dir)
+                       bm25, tokenize, glossary, bm25_titles_en, duplicates, files_dir)
 
 
 def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25) -> str | None:
