@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -95,12 +96,12 @@ def http(url, data=None, raw=None):
         return e.code, json.loads(e.read())
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
+@contextlib.contextmanager
+def serving(*args: str):
+    """A real `rag serve` on a free port with extra args; yields its URL once /api/health answers."""
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--feedback", str(feedback)],
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -115,6 +116,19 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("server did not start in 120 s")
-    yield {"url": url, "feedback": feedback}
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # uvicorn waits for open browser connections
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
+    with serving("--feedback", str(feedback)) as url:
+        yield {"url": url, "feedback": feedback}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, http
+from conftest import REPO, http, serving
 from rag.app import SourcePanel, _marked_md, anchor, ask_in_chat, md_escape
 from rag.feedback import append_feedback, feedback_record, message_feedback_record
 
@@ -417,34 +417,11 @@ def book_server(tmp_path_factory):
     """A server on a two-chapter index (tests/fixtures/two_chapters), built at start-up."""
     import shutil
 
-    from conftest import _free_port
-
     tmp = tmp_path_factory.mktemp("book")
     shutil.copytree(REPO / "tests" / "fixtures" / "two_chapters", tmp / "corpus")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port),
-                             "--index", str(tmp / "index"), "--corpus", str(tmp / "corpus"),
-                             "--feedback", str(tmp / "feedback.jsonl")],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {proc.stdout.read()}")
-        try:
-            urllib.request.urlopen(url + "/api/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not start in 120 s")
-    yield {"url": url}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:  # uvicorn waits for open browser connections
-        proc.kill()
-        proc.wait(timeout=20)
+    with serving("--index", str(tmp / "index"), "--corpus", str(tmp / "corpus"),
+                 "--feedback", str(tmp / "feedback.jsonl")) as url:
+        yield {"url": url}
 
 
 def test_chapter_filter_http(book_server):

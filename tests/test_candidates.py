@@ -125,9 +125,10 @@ def same(r, got, want):
 
 @pytest.fixture
 def tiny_candidates(monkeypatch):
-    """Start from one candidate per scorer, so that the threshold check has to grow the lists."""
+    """Start from one candidate per scorer, so that the threshold check has to grow the lists:
+    call it with the retriever under test (restored after the test)."""
     monkeypatch.setattr(retriever_module, "CANDIDATES_PER_HIT", 1)
-    return 1
+    return lambda r: monkeypatch.setattr(r, "candidates", 1)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -138,14 +139,10 @@ def test_chapter_rankings_equal_a_full_scan(retriever, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_chapter_rankings_equal_a_full_scan_from_one_candidate(retriever, tiny_candidates, mode):
-    saved = retriever.candidates
-    retriever.candidates = 1
-    try:
-        for q in QUESTIONS:
-            for k in (1, 5):
-                same(retriever, candidates(retriever, q, mode, k), full_scan(retriever, q, mode, k))
-    finally:
-        retriever.candidates = saved
+    tiny_candidates(retriever)
+    for q in QUESTIONS:
+        for k in (1, 5):
+            same(retriever, candidates(retriever, q, mode, k), full_scan(retriever, q, mode, k))
 
 
 @pytest.fixture(scope="module")
@@ -197,43 +194,31 @@ def book_retriever(retriever, tmp_path_factory):
 def test_book_fixture_rankings_equal_a_full_scan(book_retriever, tiny_candidates, mode):
     r = book_retriever
     assert r._cross["en"] and not r._cross["zh"]  # English questions: ch02 in English, ch17 cross-lingually
-    saved = r.candidates
-    r.candidates = 1
-    try:
-        for q in QUESTIONS:
-            for k in (1, 5):
-                same(r, candidates(r, q, mode, k), full_scan(r, q, mode, k))
-    finally:
-        r.candidates = saved
+    tiny_candidates(r)
+    for q in QUESTIONS:
+        for k in (1, 5):
+            same(r, candidates(r, q, mode, k), full_scan(r, q, mode, k))
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_boosted_sections_rank_like_a_full_scan(retriever, tiny_candidates, mode):
     """A follow-up's boost (answer.analyse) on sections far down the list, or without evidence."""
     r = retriever
-    saved = r.candidates
-    r.candidates = 1
-    try:
-        for i, q in enumerate(QUESTIONS[::4]):
-            ranked = full_scan(r, q, mode, 30)
-            keys = [ranked[j][0] for j in (7, 20) if j < len(ranked)] + [r.section_keys[i % len(r.section_keys)]]
-            boost = {key: 0.05 for key in keys}
-            for k in (1, 5):
-                same(r, candidates(r, q, mode, k, boost), full_scan(r, q, mode, k, boost))
-    finally:
-        r.candidates = saved
+    tiny_candidates(r)
+    for i, q in enumerate(QUESTIONS[::4]):
+        ranked = full_scan(r, q, mode, 30)
+        keys = [ranked[j][0] for j in (7, 20) if j < len(ranked)] + [r.section_keys[i % len(r.section_keys)]]
+        boost = {key: 0.05 for key in keys}
+        for k in (1, 5):
+            same(r, candidates(r, q, mode, k, boost), full_scan(r, q, mode, k, boost))
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_chapter_filter_ranks_like_a_full_scan(book_retriever, tiny_candidates, mode):
     r = book_retriever
-    saved = r.candidates
-    r.candidates = 1
-    try:
-        for chapters in (["ch02"], ["ch17"]):
-            for q in QUESTIONS[::3]:
-                got = candidates(r, q, mode, 5, chapters=chapters)
-                assert all(key.split("/")[0] in chapters for key, _, _ in got)
-                same(r, got, full_scan(r, q, mode, 5, chapters=chapters))
-    finally:
-        r.candidates = saved
+    tiny_candidates(r)
+    for chapters in (["ch02"], ["ch17"]):
+        for q in QUESTIONS[::3]:
+            got = candidates(r, q, mode, 5, chapters=chapters)
+            assert all(key.split("/")[0] in chapters for key, _, _ in got)
+            same(r, got, full_scan(r, q, mode, 5, chapters=chapters))
