@@ -136,6 +136,17 @@ def test_ci_guard_test_part_stays_above_committed_floors():
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
 
 
+def test_ci_guard_book_test_part_stays_above_its_floors(tmp_path):
+    """The same guard on the whole book (a build of ~45 s): eval/book_floors.json sits two questions
+    under what the book's held-out part measures (eval/README.md)."""
+    index = tmp_path / "book-index"
+    out = rag("build", "--corpus", str(REPO / "book"), "--index", str(index), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    out = rag("eval", str(REPO / "eval" / "book_questions.jsonl"), "--index", str(index), "--split", "test",
+              "--modes", "hybrid", "--quiet", "--floors", str(REPO / "eval" / "book_floors.json"))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+
+
 # ---------------------------------------------------------------- answer evidence, by hand
 
 GOLD = [{"source": "f.zh.md", "start": 10, "end": 20, "text": "x"}, {"source": "f.zh.md", "start": 30, "end": 40, "text": "y"}]
