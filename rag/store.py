@@ -230,6 +230,9 @@ def _bm25_weights(docs_tokens: list[list[str]], vocab: dict[str, int], k1: float
     return out
 
 
+QDRANT_LEDGER = ".qdrant-collections"  # in the index directory
+
+
 def create_qdrant(location: str, index_dir: Path, chunks, vectors: np.ndarray, tokens: list[list[str]],
                   vocabs: dict[str, dict[str, int]], k1: float, b: float, chapters: list[str]) -> dict:
     """Write the chunks into a new Qdrant collection; return the manifest's store record."""
@@ -243,9 +246,22 @@ def create_qdrant(location: str, index_dir: Path, chunks, vectors: np.ndarray, t
     for lang in langs:
         ids = [i for i, c in enumerate(chunks) if c.lang == lang]
         weights.update(zip(ids, _bm25_weights([tokens[i] for i in ids], vocabs[lang], k1, b)))
+    record = {"kind": "qdrant", "location": location, "collection": collection, "points": len(chunks)}
+    # The collections this index directory created: only those may be deleted (a half-written one,
+    # from a killed build); a server's other collections are never touched.
+    ledger = Path(index_dir) / QDRANT_LEDGER
+    ours = ledger.is_file() and collection in ledger.read_text(encoding="utf-8").split()
     try:
         if client.collection_exists(collection):
-            client.delete_collection(collection)  # the same content, half-written by an earlier build
+            if client.count(collection, exact=True).count == len(chunks):
+                return record  # the same content, whole: keep it (readers may be using it)
+            if not ours:
+                raise RagError(f"the Qdrant store at {location} already has a collection {collection} that this "
+                               "index did not create. Remove it yourself, or build into another --index directory.")
+            client.delete_collection(collection)  # ours, half-written by an earlier build
+        else:
+            with open(ledger, "a", encoding="utf-8") as f:
+                f.write(collection + "\n")
         client.create_collection(
             collection,
             vectors_config={"dense": models.VectorParams(size=vectors.shape[1], distance=models.Distance.DOT)},
@@ -270,7 +286,7 @@ def create_qdrant(location: str, index_dir: Path, chunks, vectors: np.ndarray, t
     except Exception as e:
         raise RagError(f"writing to the Qdrant store at {location} failed ({type(e).__name__}: {str(e)[:160]}). "
                        "The previous index is unchanged.") from None
-    return {"kind": "qdrant", "location": location, "collection": collection, "points": len(chunks)}
+    return record
 
 
 class QdrantStore(_TitleMatrix):

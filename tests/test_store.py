@@ -137,3 +137,25 @@ def test_manifest_schema_checks_the_store(tmp_path, small_corpus, store):
     path.write_text(json.dumps(manifest))
     with pytest.raises(DamagedIndexError, match="'store' must be"):
         load_index(tmp_path / "index")
+
+
+def test_build_deletes_only_the_collections_its_index_created(tmp_path, small_corpus):
+    from qdrant_client import models
+
+    from rag.store import _client
+
+    q = tmp_path / "q"
+    build_index(small_corpus, tmp_path / "a" / "index", FakeEncoder(), store=f"qdrant:{q}")
+    name = json.loads((version_dir(tmp_path / "a" / "index") / "manifest.json").read_text())["store"]["collection"]
+    client = _client(str(q.resolve()))
+    whole = client.count(name, exact=True).count
+    # Another index directory of the same name and corpus finds the collection whole: it keeps it.
+    build_index(small_corpus, tmp_path / "b" / "index", FakeEncoder(), store=f"qdrant:{q}")
+    assert client.count(name, exact=True).count == whole
+    # Half-written (a killed build): only the index that created it may replace it.
+    client.delete(name, points_selector=models.PointIdsList(points=[0]))
+    with pytest.raises(RagError, match="did not create"):
+        build_index(small_corpus, tmp_path / "c" / "index", FakeEncoder(), store=f"qdrant:{q}")
+    assert client.count(name, exact=True).count == whole - 1
+    build_index(small_corpus, tmp_path / "a" / "index", FakeEncoder(), store=f"qdrant:{q}")
+    assert client.count(name, exact=True).count == whole
