@@ -1,6 +1,12 @@
 """Check the book question set against the book as the product's own loader reads it.
 
 Usage: python eval/check_book_questions.py [eval/book_questions.jsonl] [--book book]
+       python eval/check_book_questions.py eval/book_heldout.jsonl   # the held-out set
+
+The held-out set (eval/book_heldout.jsonl, split "heldout") gets the same checks, with split
+"heldout" instead of dev|test, and one more: none of its questions repeats a question of
+eval/book_questions.jsonl (same text once case, spaces and punctuation are dropped, or a
+character-bigram Jaccard above 0.7).
 
 The sections are those of `rag.corpus.read_corpus(book)` -- the same ids `rag build` puts in the
 index -- so a question's gold means what `rag eval` will score. Per question:
@@ -33,6 +39,10 @@ from rag.corpus import Corpus, read_corpus  # noqa: E402
 from rag.types import RagError  # noqa: E402
 
 QUESTIONS = ROOT / "eval" / "book_questions.jsonl"
+HELDOUT = ROOT / "eval" / "book_heldout.jsonl"
+SPLITS = ("dev", "test")
+HELDOUT_SPLITS = ("heldout",)
+DUPLICATE_LIMIT = 0.7
 BOOK = ROOT / "book"
 KINDS = {"definition", "why", "how", "list", "comparison", "yesno", "keyword", "rambling",
          "detail", "typo", "offtopic", "nearby"}
@@ -68,8 +78,10 @@ def read_questions(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def check(questions: list[dict], corpus: Corpus) -> list[str]:
-    """Every problem of the question set, one message each (empty: the set is valid)."""
+def check(questions: list[dict], corpus: Corpus, splits: tuple[str, ...] = SPLITS) -> list[str]:
+    """Every problem of the question set, one message each (empty: the set is valid).
+
+    `splits`: the values `split` may take (dev|test for the tuning set, heldout for the held-out set)."""
     by_key: dict[str, list] = {}
     for sec in corpus.sections:
         by_key.setdefault(sec.key, []).append(sec)
@@ -87,8 +99,8 @@ def check(questions: list[dict], corpus: Corpus) -> list[str]:
             errors.append(f"{where}: empty question")
         if q["lang"] not in ("zh", "en"):
             errors.append(f"{where}: lang must be zh or en")
-        if q["split"] not in ("dev", "test"):
-            errors.append(f"{where}: split must be dev or test")
+        if q["split"] not in splits:
+            errors.append(f"{where}: split must be {' or '.join(splits)}")
         if q["kind"] not in KINDS:
             errors.append(f"{where}: unknown kind {q['kind']!r}")
         rel, ev = q["relevant"], q["evidence"]
@@ -135,6 +147,25 @@ def check(questions: list[dict], corpus: Corpus) -> list[str]:
     return errors
 
 
+def normalise(question: str) -> str:
+    return re.sub(r"[\s\W_]+", "", question.lower())
+
+
+def duplicates(questions: list[dict], others: list[dict], limit: float = DUPLICATE_LIMIT) -> list[str]:
+    """Questions of `questions` that repeat one of `others` (same normalised text, or Jaccard > limit)."""
+    errors = []
+    seen = {normalise(o["question"]): o for o in others}
+    grams = [(o, bigrams(o["question"])) for o in others]
+    for q in questions:
+        same = seen.get(normalise(q["question"]))
+        if same is None:
+            x = bigrams(q["question"])
+            same = next((o for o, y in grams if len(x & y) / len(x | y) > limit), None)
+        if same is not None:
+            errors.append(f"{q['id']}: repeats {same['id']}: {same['question']!r}")
+    return errors
+
+
 def entity_sentences(questions: list[dict], corpus: Corpus) -> list[dict]:
     """The loader's sentences inside gold sections that hold an HTML entity such as `&emsp;`."""
     gold_keys = {r for q in questions for r in q.get("relevant", [])}
@@ -159,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("questions", nargs="?", type=Path, default=QUESTIONS)
     ap.add_argument("--book", type=Path, default=BOOK)
+    ap.add_argument("--heldout", action="store_true",
+                    help="check a held-out set (split heldout, no repeat of eval/book_questions.jsonl); "
+                         "implied for eval/book_heldout.jsonl")
     args = ap.parse_args(argv)
     try:
         questions = read_questions(args.questions)
@@ -167,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e) if isinstance(e, RagError) else f"cannot read {args.questions} ({e})"
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    errors = check(questions, corpus)
+    heldout = args.questions.resolve() == HELDOUT.resolve() or args.heldout
+    if heldout:
+        errors = check(questions, corpus, HELDOUT_SPLITS)
+        errors += duplicates(questions, read_questions(QUESTIONS))
+    else:
+        errors = check(questions, corpus)
     for err in errors:
         print("error:", err)
     ent = entity_sentences(questions, corpus)

@@ -1,9 +1,11 @@
-"""The book question set (eval/book_questions.jsonl) is valid against the book as the loader reads it.
+"""The book question sets (eval/book_questions.jsonl, and the held-out eval/book_heldout.jsonl) are
+valid against the book as the loader reads it.
 
 Loader only, no index: every gold id is a section key of rag.corpus.read_corpus(book/), evidence
 is exact and inside its gold section, no question copies its gold heading, and nothing quotable
 in a gold section (evidence, the loader's sentences) holds an image link, HTML tag or zero-width
-character. The checks live in eval/check_book_questions.py (also a command).
+character. The held-out set gets the same checks (split "heldout") and must not repeat a question
+of the tuning set. The checks live in eval/check_book_questions.py (also a command).
 """
 import importlib.util
 from collections import Counter
@@ -85,3 +87,50 @@ def test_unclean_pattern_finds_what_a_quote_must_not_hold():
         assert checker.UNCLEAN.search(s), s
     for s in ("若 a < b 且 b > c", "x<3 时", "1×1 卷积", "LaTeX $x_i$"):
         assert not checker.UNCLEAN.search(s), s
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return checker.read_questions(checker.HELDOUT)
+
+
+def test_heldout_set_passes_every_check(heldout, corpus):
+    errors = checker.check(heldout, corpus, checker.HELDOUT_SPLITS)
+    assert errors == [], "\n".join(errors[:20])
+
+
+def test_heldout_set_repeats_no_question_of_the_tuning_set(heldout, questions):
+    errors = checker.duplicates(heldout, questions)
+    assert errors == [], "\n".join(errors[:20])
+
+
+def test_duplicate_check_catches_a_repeat(heldout, questions):
+    old = questions[0]["question"]
+    repeats = [{**heldout[0], "id": "d1", "question": old.upper() + " ？"},
+               {**heldout[0], "id": "d2", "question": old + "呢"}]
+    errors = checker.duplicates(repeats, questions)
+    assert [e.split(":")[0] for e in errors] == ["d1", "d2"]
+
+
+def test_split_values_stay_apart(heldout, questions, corpus):
+    """The tuning set may not carry split heldout, nor the held-out set dev or test."""
+    good = next(q for q in questions if q["relevant"])
+    assert any("split must be dev or test" in e for e in checker.check([{**good, "split": "heldout"}], corpus))
+    q = next(q for q in heldout if q["relevant"])
+    assert any("split must be heldout" in e for e in checker.check([{**q, "split": "test"}], corpus, checker.HELDOUT_SPLITS))
+
+
+def test_heldout_set_covers_the_book(heldout):
+    assert len(heldout) >= 100
+    assert all(q["split"] == "heldout" for q in heldout)
+    assert [q["id"] for q in heldout] == [f"h{i:03d}" for i in range(1, len(heldout) + 1)]
+    chapters = {r.split("/")[0] for q in heldout for r in q["relevant"]}
+    assert chapters == {f"ch{i:02d}" for i in range(1, 20)}
+    assert sum(not q["relevant"] for q in heldout) >= 10
+    langs = Counter(q["lang"] for q in heldout if q["relevant"])
+    assert langs["zh"] >= 50 and langs["en"] >= 50
+    translated = {"ch01", "ch02", "ch03", "ch04"}
+    en_first = Counter(sorted(q["relevant"])[0].split("/")[0] in translated
+                       for q in heldout if q["lang"] == "en" and q["relevant"])
+    assert en_first[True] >= 12 and en_first[False] >= 35
+    assert len({q["kind"] for q in heldout}) >= 10
