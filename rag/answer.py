@@ -45,13 +45,15 @@ MAX_QUOTES = 3
 # KEEP_RATIO, SECOND_SECTION_RATIO and SHAPE_BONUS: chosen by 5-fold cross-validation on the dev
 # split (eval/tools/cv.py; figures in eval/README.md).
 MAX_LIST = 8  # sentences of a quoted list, lead-in included
-SECTION_WEIGHT = 0.5  # how much a sentence's section score counts beside its own score
+SECTION_WEIGHT = 0.0  # how much a sentence's section score counts beside its own score
 # A sentence's dense share beside its word overlap, by question language (the retriever's chunk
 # weights when the composer was fitted; kept apart so retrieval weights can change alone).
-SENTENCE_DENSE_WEIGHT = {"zh": 0.3, "en": 0.3}
-KEEP_RATIO = 0.9  # further quotes must score at least this share of the best one
-SECOND_SECTION_RATIO = 0.85  # a second section is quoted only when it scores close to the first
+SENTENCE_DENSE_WEIGHT = {"zh": 0.3, "en": 0.3, "cross": 0.3}
+KEEP_RATIO = 0.85  # further quotes must score at least this share of the best one
+SECOND_SECTION_RATIO = 0.9  # a second section is quoted only when it scores close to the first
 SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
+PAIR_WEIGHT = 0.5  # share of character-pair overlap beside word overlap (Chinese question, Chinese text)
+LOCAL_IDF = 0.5  # exponent of the within-candidates IDF factor of a question word (0: global IDF only)
 FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up question
 MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a quote
 
@@ -334,24 +336,30 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
         return [], translated
 
     # Word overlap: the question's own words count fully, the words a follow-up borrows from the
-    # previous turn (its topic) half.
+    # previous turn (its topic) half; a Chinese question also counts its character pairs.
     own = set(r.index.tokenize(a.question))
     borrowed = set(r.index.tokenize(a.query)) - own
-    weight = sum(s.idf.get(t, 0.0) for t in own) + 0.5 * sum(s.idf.get(t, 0.0) for t in borrowed) or 1.0
-    overlap = np.array([(sum(s.idf.get(t, 0.0) for t in own & s.tokens[i])
-                         + 0.5 * sum(s.idf.get(t, 0.0) for t in borrowed & s.tokens[i])) / weight for i in cand])
+    overlap = _overlap(cand, s, {**{t: 0.5 for t in borrowed}, **{t: 1.0 for t in own}}, s.tokens, s.idf)
+    if a.lang == "zh" and PAIR_WEIGHT and s.lang[cand[0]] == "zh":
+        pairs, _ = _items(a.question, "zh", r)
+        if pairs:
+            overlap = (1 - PAIR_WEIGHT) * overlap + PAIR_WEIGHT * _overlap(cand, s, dict.fromkeys(pairs, 1.0),
+                                                                         s.pairs, s.pair_idf)
     dense = np.clip(s.vectors[cand] @ a.qv[0], 0.0, 1.0)
-    w = SENTENCE_DENSE_WEIGHT[a.lang]
-    score = w * dense + (1 - w) * overlap + SECTION_WEIGHT * scores[s.section[cand]]
+    w = SENTENCE_DENSE_WEIGHT[a.lang if s.lang[cand[0]] == a.lang else "cross"]
     subject = own or borrowed
-    score = score + SHAPE_BONUS * np.array([_shape(a.qtype, s, int(i), subject) for i in cand])
+    shape = np.array([_shape(a.qtype, s, int(i), subject) for i in cand])
+    # own: the sentence's score apart from its section's; the section term only ranks a second
+    # section's sentences against the first's, so quotes are kept by their own score
+    own_score = w * dense + (1 - w) * overlap + SHAPE_BONUS * shape
+    section_term = SECTION_WEIGHT * (scores[s.section[cand]] - scores[top[0]])
+    score = own_score + section_term
     order = np.argsort(-score, kind="stable")
     # The first quote is the best sentence of the best section (the retriever ranks sections
     # better than single sentences do); up to two more follow if they score nearly as well.
     in_top = [i for i in order if s.section[cand[i]] == top[0]]
     lead = in_top[0] if in_top else order[0]
-    shaped = _shape(a.qtype, s, int(cand[lead]), subject)
-    n_more = 0 if shaped else MAX_QUOTES - 1  # a defining sentence answers a definition alone
+    n_more = 0 if shape[lead] >= 0.5 else MAX_QUOTES - 1  # a defining sentence answers a definition alone
     chosen = [int(cand[lead])] + [int(cand[i]) for i in order[:MAX_QUOTES]
                                   if i != lead and score[i] >= KEEP_RATIO * score[order[0]]][:n_more]
     if a.qtype == "list":
@@ -364,13 +372,36 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     return chosen, translated
 
 
+def _overlap(cand: np.ndarray, s: _Sentences, weights: dict[str, float], items: list, idf: dict) -> np.ndarray:
+    """IDF-weighted share of the question's items (words or character pairs, each with a weight)
+    found in each candidate sentence. With LOCAL_IDF an item weighs less the more candidates
+    share it: a term every sentence of the section repeats (its topic) tells them apart less
+    than a rare detail term does."""
+    n = len(cand)
+    w = {}
+    for t, x in weights.items():
+        df = sum(t in items[i] for i in cand)
+        local = math.log(1 + n / df) / math.log(1 + n) if df and n > 1 else 1.0
+        w[t] = x * idf.get(t, 0.0) * local ** LOCAL_IDF
+    total = sum(w.values()) or 1.0
+    return np.array([sum(v for t, v in w.items() if t in items[i]) for i in cand]) / total
+
+
 def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
-    """1 when sentence i has the shape the question type asks for: for a definition or a bare
-    keyword, a defining sentence about the question's subject ("**源域**: ...", "X是/指 ...")."""
-    if qtype in ("definition", "keyword"):
-        defining = DEFINING[s.recs[i]["lang"]].search(s.recs[i]["text"]) and not s.lead_in[i]
-        return float(bool(defining) and bool(s.head_tokens[i] & subject))
-    return 0.0
+    """How far sentence i has the shape the question type asks for: for a definition, 1 for a
+    defining sentence about the question's subject ("**源域**: ...", "X是/指 ..."); for a keyword
+    question (the type of whatever matches no question frame), a defining sentence scores the
+    IDF-weighted share of the question's words its head holds, so a bare term ("负迁移") gets 1 and a
+    long detail question does not favour any "X: ..." sentence that shares one word with it."""
+    if qtype not in ("definition", "keyword"):
+        return 0.0
+    defining = DEFINING[s.recs[i]["lang"]].search(s.recs[i]["text"]) and not s.lead_in[i]
+    common = s.head_tokens[i] & subject
+    if not (defining and common):
+        return 0.0
+    if qtype == "definition":
+        return 1.0
+    return sum(s.idf.get(t, 0.0) for t in common) / (sum(s.idf.get(t, 0.0) for t in subject) or 1.0)
 
 
 def _whole_list(i: int, s: _Sentences) -> list[int]:
