@@ -331,7 +331,8 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     translated = alang == "en" and len(in_lang) > 0
     cand = in_lang if len(in_lang) else cand[s.lang[cand] == "zh"]  # no translation: quote the Chinese
     questions_ok = a.qtype == "bookquestions"
-    cand = np.array([i for i in cand if s.quotable(int(i), questions_ok, labels_ok=a.qtype == "list")], dtype=int)
+    cand = np.array([i for i in cand if s.quotable(int(i), questions_ok, labels_ok=a.qtype == "list")
+                     and not _points_at_nothing(s, int(i))], dtype=int)
     if len(cand) == 0:
         return [], translated
 
@@ -339,6 +340,7 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     # previous turn (its topic) half; a Chinese question also counts its character pairs.
     own = set(r.index.tokenize(a.question))
     borrowed = set(r.index.tokenize(a.query)) - own
+    cross = s.lang[cand[0]] != a.lang
     overlap = _overlap(cand, s, {**{t: 0.5 for t in borrowed}, **{t: 1.0 for t in own}}, s.tokens, s.idf)
     if a.lang == "zh" and PAIR_WEIGHT and s.lang[cand[0]] == "zh":
         pairs, _ = _items(a.question, "zh", r)
@@ -346,7 +348,7 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
             overlap = (1 - PAIR_WEIGHT) * overlap + PAIR_WEIGHT * _overlap(cand, s, dict.fromkeys(pairs, 1.0),
                                                                          s.pairs, s.pair_idf)
     dense = np.clip(s.vectors[cand] @ a.qv[0], 0.0, 1.0)
-    w = SENTENCE_DENSE_WEIGHT[a.lang if s.lang[cand[0]] == a.lang else "cross"]
+    w = SENTENCE_DENSE_WEIGHT["cross" if cross else a.lang]
     subject = own or borrowed
     shape = np.array([_shape(a.qtype, s, int(i), subject) for i in cand])
     # own: the sentence's score apart from its section's; the section term only ranks a second
@@ -378,13 +380,16 @@ def _overlap(cand: np.ndarray, s: _Sentences, weights: dict[str, float], items: 
     share it: a term every sentence of the section repeats (its topic) tells them apart less
     than a rare detail term does."""
     n = len(cand)
-    w = {}
+    total = 0.0
+    out = np.zeros(n)
     for t, x in weights.items():
-        df = sum(t in items[i] for i in cand)
+        found = np.array([t in items[i] for i in cand], dtype=float)
+        df = int(found.sum())
         local = math.log(1 + n / df) / math.log(1 + n) if df and n > 1 else 1.0
-        w[t] = x * idf.get(t, 0.0) * local ** LOCAL_IDF
-    total = sum(w.values()) or 1.0
-    return np.array([sum(v for t, v in w.items() if t in items[i]) for i in cand]) / total
+        weight = x * idf.get(t, 0.0) * local ** LOCAL_IDF
+        total += weight
+        out += weight * found
+    return out / (total or 1.0)
 
 
 def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
@@ -402,6 +407,14 @@ def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
     if qtype == "definition":
         return 1.0
     return sum(s.idf.get(t, 0.0) for t in common) / (sum(s.idf.get(t, 0.0) for t in subject) or 1.0)
+
+
+def _points_at_nothing(s: _Sentences, i: int) -> bool:
+    """A short lead-in with no list after it ("代码：", "示意图如下：", "计算如下："): it introduces
+    a code block, figure or formula that answers do not show, and says nothing itself."""
+    text = s.recs[i]["text"].strip(" *")
+    lang = s.recs[i]["lang"] if s.recs[i]["lang"] in SHORT_SENTENCE else "en"
+    return bool(s.lead_in[i]) and len(text) < 2 * SHORT_SENTENCE[lang] and not s._next_is_item(i)
 
 
 def _whole_list(i: int, s: _Sentences) -> list[int]:
@@ -445,14 +458,14 @@ def _overview(i: int, s: _Sentences, own: set[str]) -> list[int]:
 
 
 def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> list[int]:
-    """For a comparison: when the section lays out sides under lead-ins ("优点：" / "缺点："), each
-    lead-in with its best item."""
+    """For a comparison: when the section lays out sides under lead-ins ("优点：" / "缺点：") and the
+    best sentence is one of them or their items, each lead-in with its best item."""
     sec = chosen[0]
     leads = [i for i in range(len(s.recs)) if s.lead_in[i] and s.same_place(i, sec)
              and s.recs[i]["lang"] == s.recs[sec]["lang"]]
     if len(leads) < 2:
         return chosen
-    out = []
+    sides = []
     for lead in leads[:2]:
         items = []
         j = lead + 1
@@ -460,8 +473,10 @@ def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> li
             if s.first_of_block[j]:
                 items.append(j)
             j += 1
-        if items:
-            out += [lead, max(items, key=lambda x: (score.get(x, -1.0), -x))]
+        sides.append((lead, items))
+    if not any(sec == lead or sec in items for lead, items in sides):
+        return chosen  # the best sentence is elsewhere: the lead-ins lay out something else
+    out = [x for lead, items in sides if items for x in (lead, max(items, key=lambda y: (score.get(y, -1.0), -y)))]
     return out or chosen
 
 
