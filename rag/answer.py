@@ -13,10 +13,11 @@ One pipeline, with every language-specific part in the language profile (lang.py
    retrieved sections cover, the scores and their margin, title match and question type says
    whether the chapter answers it.
 5. *Composition*: the sentences of the best section (and of the second when it scores close) are
-   scored against the question, densely and by IDF-weighted word overlap, plus their section's
-   score, plus a bonus for the sentence shape the question type asks for (a defining sentence
-   for a definition, a list lead-in for a list). Never quoted as the answer: the chapter's own
-   questions (unless the user asks for them), headings, bare list labels. A list question quotes
+   scored against the question, densely and by IDF-weighted overlap of words (and, for Chinese,
+   character pairs; a word every candidate repeats counts less than a rare detail term), plus a
+   bonus for the sentence shape the question type asks for (a defining sentence for a
+   definition). Never quoted as the answer: the chapter's own questions (unless the user asks for
+   them), headings, bare list labels, short lead-ins to a code block or figure. A list question quotes
    the list whole with its lead-in (bounded); a comparison quotes each side; a quote that leans
    on the sentence before it (a connective, a pronoun, a list item after its lead-in, the middle
    of a list item) brings that sentence along, so quotes never start mid-context; quotes read in
@@ -41,15 +42,16 @@ from .retriever import Retriever, check_query
 from .types import Answer, Citation, Hit, RagError, section_key
 
 LANGUAGES = ("auto", "zh", "en")
+# The composer's weights, from MAX_QUOTES to LOCAL_IDF: one setting for the bundled chapter and the
+# whole book, chosen by 5-fold cross-validation on the dev splits of both question sets
+# (eval/tools/cv.py; figures in eval/README.md).
 MAX_QUOTES = 3
-# KEEP_RATIO, SECOND_SECTION_RATIO and SHAPE_BONUS: chosen by 5-fold cross-validation on the dev
-# split (eval/tools/cv.py; figures in eval/README.md).
 MAX_LIST = 8  # sentences of a quoted list, lead-in included
-SECTION_WEIGHT = 0.0  # how much a sentence's section score counts beside its own score
-# A sentence's dense share beside its word overlap, by question language (the retriever's chunk
-# weights when the composer was fitted; kept apart so retrieval weights can change alone).
+SECTION_WEIGHT = 0.0  # how much a second section's lower score counts against its sentences
+# A sentence's dense share beside its word overlap: by question language, and "cross" for a
+# question answered from text in the other language (English on an untranslated chapter).
 SENTENCE_DENSE_WEIGHT = {"zh": 0.3, "en": 0.3, "cross": 0.3}
-KEEP_RATIO = 0.85  # further quotes must score at least this share of the best one
+KEEP_RATIO = 0.85  # further quotes must score at least this share of the best one (own scores)
 SECOND_SECTION_RATIO = 0.9  # a second section is quoted only when it scores close to the first
 SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
 PAIR_WEIGHT = 0.5  # share of character-pair overlap beside word overlap (Chinese question, Chinese text)
@@ -341,11 +343,11 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     own = set(r.index.tokenize(a.question))
     borrowed = set(r.index.tokenize(a.query)) - own
     cross = s.lang[cand[0]] != a.lang
-    overlap = _overlap(cand, s, {**{t: 0.5 for t in borrowed}, **{t: 1.0 for t in own}}, s.tokens, s.idf)
+    overlap = _overlap(cand, {**{t: 0.5 for t in borrowed}, **{t: 1.0 for t in own}}, s.tokens, s.idf)
     if a.lang == "zh" and PAIR_WEIGHT and s.lang[cand[0]] == "zh":
         pairs, _ = _items(a.question, "zh", r)
         if pairs:
-            overlap = (1 - PAIR_WEIGHT) * overlap + PAIR_WEIGHT * _overlap(cand, s, dict.fromkeys(pairs, 1.0),
+            overlap = (1 - PAIR_WEIGHT) * overlap + PAIR_WEIGHT * _overlap(cand, dict.fromkeys(pairs, 1.0),
                                                                          s.pairs, s.pair_idf)
     dense = np.clip(s.vectors[cand] @ a.qv[0], 0.0, 1.0)
     w = SENTENCE_DENSE_WEIGHT["cross" if cross else a.lang]
@@ -367,28 +369,31 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     if a.qtype == "list":
         chosen = _overview(chosen[0], s, own) or _whole_list(chosen[0], s) or [i for i in chosen if not s.label[i]]
     elif a.qtype == "comparison":
-        chosen = _both_sides(chosen, s, dict(zip(cand.tolist(), score.tolist())))
+        chosen = _both_sides(chosen, s, dict(zip(cand.tolist(), score.tolist())), subject)
     chosen = with_context(chosen, s, alang, list_labels=a.qtype in ("list", "comparison"))
     rank = {sec: n for n, sec in enumerate(top)}
     chosen.sort(key=lambda i: (rank.get(s.section[i], len(rank)), s.recs[i]["start"]))
     return chosen, translated
 
 
-def _overlap(cand: np.ndarray, s: _Sentences, weights: dict[str, float], items: list, idf: dict) -> np.ndarray:
+def _overlap(cand, weights: dict[str, float], items: list, idf: dict) -> np.ndarray:
     """IDF-weighted share of the question's items (words or character pairs, each with a weight)
     found in each candidate sentence. With LOCAL_IDF an item weighs less the more candidates
     share it: a term every sentence of the section repeats (its topic) tells them apart less
     than a rare detail term does."""
     n = len(cand)
-    total = 0.0
-    out = np.zeros(n)
+    asked = frozenset(weights)
+    common = [asked & items[i] for i in cand]
+    df: dict[str, int] = {}
+    for c in common:
+        for t in c:
+            df[t] = df.get(t, 0) + 1
+    w = {}
     for t, x in weights.items():
-        found = np.array([t in items[i] for i in cand], dtype=float)
-        df = int(found.sum())
-        local = math.log(1 + n / df) / math.log(1 + n) if df and n > 1 else 1.0
-        weight = x * idf.get(t, 0.0) * local ** LOCAL_IDF
-        total += weight
-        out += weight * found
+        local = math.log(1 + n / df[t]) / math.log(1 + n) if t in df and n > 1 else 1.0
+        w[t] = x * idf.get(t, 0.0) * local ** LOCAL_IDF
+    total = sum(w.values())
+    out = np.array([sum(w[t] for t in c) for c in common])
     return out / (total or 1.0)
 
 
@@ -412,9 +417,10 @@ def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
 def _points_at_nothing(s: _Sentences, i: int) -> bool:
     """A short lead-in with no list after it ("代码：", "示意图如下：", "计算如下："): it introduces
     a code block, figure or formula that answers do not show, and says nothing itself."""
-    text = s.recs[i]["text"].strip(" *")
+    if not s.lead_in[i]:
+        return False
     lang = s.recs[i]["lang"] if s.recs[i]["lang"] in SHORT_SENTENCE else "en"
-    return bool(s.lead_in[i]) and len(text) < 2 * SHORT_SENTENCE[lang] and not s._next_is_item(i)
+    return len(s.recs[i]["text"].strip(" *")) < 2 * SHORT_SENTENCE[lang] and not s._next_is_item(i)
 
 
 def _whole_list(i: int, s: _Sentences) -> list[int]:
@@ -457,9 +463,10 @@ def _overview(i: int, s: _Sentences, own: set[str]) -> list[int]:
     return out[:MAX_LIST] if len(out) >= 4 else []
 
 
-def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> list[int]:
-    """For a comparison: when the section lays out sides under lead-ins ("优点：" / "缺点：") and the
-    best sentence is one of them or their items, each lead-in with its best item."""
+def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float], words: set[str]) -> list[int]:
+    """For a comparison: when the section lays out sides under lead-ins ("优点：" / "缺点：") that
+    are about the question (a lead-in shares one of its `words`, or the best sentence is a lead-in
+    or one of their items), each lead-in with its best item."""
     sec = chosen[0]
     leads = [i for i in range(len(s.recs)) if s.lead_in[i] and s.same_place(i, sec)
              and s.recs[i]["lang"] == s.recs[sec]["lang"]]
@@ -474,8 +481,8 @@ def _both_sides(chosen: list[int], s: _Sentences, score: dict[int, float]) -> li
                 items.append(j)
             j += 1
         sides.append((lead, items))
-    if not any(sec == lead or sec in items for lead, items in sides):
-        return chosen  # the best sentence is elsewhere: the lead-ins lay out something else
+    if not any(sec == lead or sec in items or s.tokens[lead] & words for lead, items in sides):
+        return chosen  # the lead-ins lay out something else ("示意图如下：", "代码：")
     out = [x for lead, items in sides if items for x in (lead, max(items, key=lambda y: (score.get(y, -1.0), -y)))]
     return out or chosen
 

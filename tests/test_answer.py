@@ -1,3 +1,4 @@
+import importlib
 import json
 import subprocess
 import sys
@@ -284,3 +285,45 @@ def test_a_follow_up_reads_the_qualified_ids_of_the_previous_turn(retriever):
     turn = {"question": prev.question, "citations": [{"id": c.id, "section": "9.9"} for c in prev.citations]}
     a = answer("那怎么避免？", retriever, history=[turn])  # the id wins over the bare section
     assert not a.abstained and a.citations[0].id == "ch10/10.14"
+
+
+def test_a_word_every_candidate_repeats_counts_less_than_a_rare_detail_term(monkeypatch):
+    A = importlib.import_module("rag.answer")  # (the package re-exports a function of that name)
+
+    items = [frozenset({"gan", "loss"}), frozenset({"gan", "lars"}), frozenset({"gan"})]
+    idf = {"gan": 1.0, "lars": 1.0, "loss": 1.0}
+    monkeypatch.setattr(A, "LOCAL_IDF", 0.0)
+    flat = A._overlap([0, 1, 2], {"gan": 1.0, "lars": 1.0}, items, idf)
+    assert flat.tolist() == pytest.approx([0.5, 1.0, 0.5])
+    monkeypatch.setattr(A, "LOCAL_IDF", 1.0)
+    local = A._overlap([0, 1, 2], {"gan": 1.0, "lars": 1.0}, items, idf)
+    assert local[1] == pytest.approx(1.0)  # the sentence with every question word still scores 1
+    assert local[0] == pytest.approx(1 / 3)  # "gan" is in all three: it weighs half of "lars"
+    assert A._overlap([0, 1], {"absent": 1.0}, items, idf).tolist() == [0.0, 0.0]
+
+
+def test_keyword_shape_is_the_share_of_the_question_the_defining_head_holds(retriever):
+    from rag.answer import _sentences, _shape
+
+    s = _sentences(retriever)
+    i = next(i for i in range(len(s.recs)) if s.recs[i]["lang"] == "zh" and s.head_tokens[i]
+             and _shape("definition", s, i, set(s.head_tokens[i])) == 1.0)
+    head = set(s.head_tokens[i])
+    other = next(t for toks in s.tokens for t in toks if t not in head and s.idf.get(t, 0) > 0)
+    assert _shape("keyword", s, i, head) == pytest.approx(1.0)  # a bare term: the whole bonus
+    assert 0 < _shape("keyword", s, i, head | {other}) < 1  # a longer question: a share of it
+    assert _shape("definition", s, i, head | {other}) == 1.0
+    assert _shape("reason", s, i, head) == 0.0
+
+
+def test_a_short_lead_in_with_nothing_quotable_after_it_is_not_quoted():
+    from types import SimpleNamespace
+
+    from rag.answer import _points_at_nothing
+
+    texts = [("代码：", False), ("示意图如下：", False), ("产生负迁移的原因主要有：", False), ("数据问题", True),
+             ("如果你的年收入为五万以下，或者你的企业的年收入为一百万以下，可以申请费减备案：", False)]
+    recs = [{"text": t, "lang": "zh", "item": item} for t, item in texts]
+    s = SimpleNamespace(recs=recs, lead_in=[t.endswith("：") for t, _ in texts],
+                        _next_is_item=lambda i: i + 1 < len(recs) and recs[i + 1]["item"])
+    assert [_points_at_nothing(s, i) for i in range(len(recs))] == [True, True, False, False, False]
