@@ -353,8 +353,8 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     w = SENTENCE_DENSE_WEIGHT["cross" if cross else a.lang]
     subject = own or borrowed
     shape = np.array([_shape(a.qtype, s, int(i), subject) for i in cand])
-    # own: the sentence's score apart from its section's; the section term only ranks a second
-    # section's sentences against the first's, so quotes are kept by their own score
+    # own_score: the sentence's score apart from its section's; the section term only ranks a
+    # second section's sentences against the first's, so quotes are kept by their own score
     own_score = w * dense + (1 - w) * overlap + SHAPE_BONUS * shape
     section_term = SECTION_WEIGHT * (scores[s.section[cand]] - scores[top[0]])
     score = own_score + section_term
