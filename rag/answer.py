@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, head,
+from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, char_pairs,
                    is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
 from .types import Answer, Citation, Hit, RagError, section_key
@@ -64,6 +64,19 @@ def same_section(a: str, b: str) -> bool:
     return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
+class _Field:
+    """A word-list field of each sentence as a frozenset, made on first use (an answer looks at the
+    sentences of one or two sections)."""
+
+    def __init__(self, recs: list[dict], name: str):
+        self.recs, self.name, self.made = recs, name, {}
+
+    def __getitem__(self, i: int) -> frozenset:
+        if i not in self.made:
+            self.made[i] = frozenset(self.recs[i][self.name])
+        return self.made[i]
+
+
 class _Sentences:
     """The index's sentences as arrays, with the statistics answers need; one per retriever."""
 
@@ -74,25 +87,16 @@ class _Sentences:
         self.section = np.array([r.section_index[section_key(s["chapter"], s["section"])] for s in recs], dtype=np.int64)
         self.prose = np.array([s.get("kind", "text") == "text" for s in recs], dtype=bool)  # not references, checklists
         self.lang = np.array([s["lang"] for s in recs])
-        self.tokens = [frozenset(s["tokens"]) for s in recs]
-        df: dict[str, int] = {}
-        for toks in self.tokens:
-            for t in toks:
-                df[t] = df.get(t, 0) + 1
-        n = len(recs)
-        self.idf = {t: math.log(1 + n / d) for t, d in df.items()}
-        pair_df: dict[str, int] = {}
-        self.pairs: list[frozenset] = []
-        for rec in recs:
-            pairs = frozenset(rec["text"][i:i + 2] for i in range(len(rec["text"]) - 1)) if rec["lang"] == "zh" \
-                else frozenset()
-            self.pairs.append(pairs)
-            for p in pairs:
-                pair_df[p] = pair_df.get(p, 0) + 1
-        self.pair_idf = {p: math.log(1 + n / d) for p, d in pair_df.items()}
+        self.tokens = _Field(recs, "tokens")
+        # document frequencies and the sentences' subjects and heading flags come from the build
+        # (counting them here took ~0.6 s of the first answer on the whole book)
+        stats = r.index.sentence_stats
+        n = stats["sentences"]
+        self.idf = {t: math.log(1 + n / d) for t, d in stats["df"].items()}
+        self.pair_idf = {p: math.log(1 + n / d) for p, d in stats["pair_df"].items()}
         self.glossary_words = {t for _, en in r.index.glossary for v in en for t in r.index.tokenize(v)}
-        self.head_tokens = [frozenset(r.index.tokenize(head(rec["text"].lstrip("*（( ")))) for rec in recs]
-        self.heading = np.array([_is_heading(r, rec) for rec in recs], dtype=bool)
+        self.head_tokens = _Field(recs, "head")
+        self.heading = np.array([rec["heading"] for rec in recs], dtype=bool)
         self.question = np.array([is_question_sentence(rec["text"]) for rec in recs], dtype=bool)
         self.lead_in = np.array([is_lead_in(rec["text"]) for rec in recs], dtype=bool)
         self.label = np.array([rec["item"] and is_label(rec["text"]) and self._next_is_item(i)
@@ -120,25 +124,6 @@ class _Sentences:
             while self.same_place(j - 1, j) and not self.first_of_block[j]:
                 j -= 1
         return j
-
-
-_file_cache: dict = {}
-
-
-def _is_heading(r: Retriever, rec: dict) -> bool:
-    """Whether a sentence is (in) a heading line of its file."""
-    path = r.index.corpus_dir / rec["source"]
-    if path not in _file_cache:
-        try:
-            with open(path, encoding="utf-8", newline="") as f:
-                _file_cache[path] = f.read()
-        except OSError:
-            _file_cache[path] = ""
-    text = _file_cache[path]
-    if not text:
-        return False
-    line = text[text.rfind("\n", 0, rec["start"]) + 1:rec["start"]]
-    return line.lstrip().startswith("#")
 
 
 @lru_cache(maxsize=8)
@@ -182,7 +167,8 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
         return 0.0
     if kind == "pairs":
         terms = [zh for zh, _ in r.index.glossary if zh in question]
-        vocab = s.pair_idf.keys() if within is None else frozenset().union(*(s.pairs[i] for i in within))
+        vocab = s.pair_idf.keys() if within is None else \
+            frozenset().union(*(char_pairs(s.recs[i]["text"]) for i in within if s.recs[i]["lang"] == "zh"))
         found = [p in vocab or (within is None and any(p in t for t in terms)) for p in items]
         idf = s.pair_idf
     else:
@@ -302,6 +288,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
         alang = "en" if lang == "auto" else lang
         return Answer(question=question, language=alang, answer=FRAMES[alang]["unsupported"], abstained=True)
     alang = qlang if lang == "auto" else lang
+    _sentences(r)  # made first: on a cold start, while the encoder still loads in the background
     a = analyse(question, r, k, mode, history, chapters)
     from .abstain import answerable
     if not a.hits or not answerable(a.features):

@@ -100,6 +100,16 @@ def head(text: str) -> str:
     return text[:m.start()] if m else text[:40]
 
 
+def subject(text: str) -> str:
+    """What a sentence is about: its head (see `head`), emphasis and opening brackets aside."""
+    return head(text.lstrip("*（( "))
+
+
+def char_pairs(text: str) -> frozenset[str]:
+    """The distinct pairs of adjacent characters of a (Chinese) text: the units of its coverage."""
+    return frozenset(map(str.__add__, text, text[1:]))
+
+
 def is_question_sentence(text: str) -> bool:
     """A sentence that asks (ends in ？ or ?, closing brackets aside)."""
     return text.rstrip(" *)）]”’").endswith(("?", "？"))

@@ -137,6 +137,24 @@ def test_a_definition_quotes_the_defining_sentence_not_the_books_questions(retri
     assert not any(q.rstrip().endswith(("？", "?")) for q in (c.quote for c in a.citations))
 
 
+def test_first_answer_does_no_work_per_sentence(retriever, monkeypatch):
+    """The sentence statistics come from the index: building them tokenizes no sentence and reads
+    no corpus file (they took ~0.6 s of a cold `rag ask` on the whole book; issue 11)."""
+    import builtins
+
+    from rag.answer import _Sentences
+
+    calls, opened = [], []
+    tokenize, open_ = retriever.index.tokenize, builtins.open
+    monkeypatch.setattr(retriever.index, "tokenize", lambda text: calls.append(text) or tokenize(text))
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **kw: opened.append(f) or open_(f, *a, **kw))
+    s = _Sentences(retriever)
+    terms = sum(len(en) for _, en in retriever.index.glossary)
+    assert len(calls) <= terms < len(s.recs) and opened == []
+    i = next(i for i, r in enumerate(s.recs) if r["text"].startswith("迁移学习，是指"))
+    assert "迁移" in s.head_tokens[i] and s.idf["迁移"] > 0 and not s.heading[i]
+
+
 def test_the_books_questions_are_quoted_only_when_asked_for(retriever):
     s = _sentences_of(retriever)
     asks = [i for i, r in enumerate(s.recs) if r["text"] == "迁移学习主要解决方案有哪些？"]
