@@ -35,8 +35,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, char_pairs,
-                   is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
+from .lang import (CJK_RUN, DEFINING, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, char_pairs,
+                   frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
 from .types import Answer, Citation, Hit, RagError, section_key
 
@@ -286,7 +286,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
     qlang = question_language(question)
     if qlang == "other":
         alang = "en" if lang == "auto" else lang
-        return Answer(question=question, language=alang, answer=FRAMES[alang]["unsupported"], abstained=True)
+        return Answer(question=question, language=alang, answer=answer_frames(r, alang)["unsupported"], abstained=True)
     alang = qlang if lang == "auto" else lang
     _sentences(r)  # made first: on a cold start, while the encoder still loads in the background
     a = analyse(question, r, k, mode, history, chapters)
@@ -298,7 +298,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
         return _abstain(question, alang, a.hits, r)
     s = _sentences(r)
     citations = tuple(_citation(s.recs[i], translated, r.title_en) for i in chosen)
-    return Answer(question=question, language=alang, answer=_format(alang, citations, translated),
+    return Answer(question=question, language=alang, answer=_format(alang, answer_frames(r, alang), citations, translated),
                   abstained=False, citations=citations, hits=tuple(a.hits))
 
 
@@ -474,8 +474,12 @@ def _section_list(citations) -> str:
     return ", ".join(f"§{sec}" for sec in seen.values())
 
 
-def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str:
-    f = FRAMES[lang]
+def answer_frames(r: Retriever, lang: str) -> dict[str, str]:
+    """The frames of an answer in lang, naming what the index holds (本章 / 本书, chapter / book)."""
+    return frames(lang, r.index.manifest["counts"]["chapters"])
+
+
+def _format(lang: str, f: dict[str, str], citations: tuple[Citation, ...], translated: bool) -> str:
     if lang == "zh":
         frame = f["answer"].format(sections=" " + _section_list(citations) + " ")
     else:
@@ -491,7 +495,7 @@ def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str
 
 
 def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
-    f = FRAMES[lang]
+    f = answer_frames(r, lang)
     suggestions = tuple({"section": h.section, "chapter": h.chapter, "id": h.id,
                          "title": section_title(r, h.id, lang)} for h in hits[:3])
     text = f["abstain"]

@@ -20,7 +20,7 @@ import secrets
 import time
 from pathlib import Path
 
-from .answer import answer, section_title
+from .answer import answer, answer_frames, section_title
 from .corpus import read_text
 from .feedback import append_feedback, default_feedback_path, message_feedback_record
 from .lang import FRAMES, detect_language
@@ -232,7 +232,7 @@ class SourcePanel:
         if a.abstained:
             if not a.suggestions:  # e.g. a question in another language: the answer says what to do
                 return f"**{html.escape(a.answer)}**"
-            f = FRAMES[lang]
+            f = answer_frames(self.r, lang)
             links = " · ".join(self._link(mid, s["id"], s["title"], lang) for s in a.suggestions)
             return f"**{html.escape(f['abstain'])}**\n\n{html.escape(f['suggest'])} {links}"
         frame, _, _ = a.answer.partition("\n")

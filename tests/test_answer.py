@@ -69,6 +69,23 @@ def test_explicit_language_overrides_detection(retriever):
     assert b.language == "zh" and b.citations[0].lang == "zh" and b.answer.startswith("本章")
 
 
+def test_frames_name_what_the_index_holds(tmp_path, retriever):
+    """One chapter: 本章 / The chapter; several chapters (a book): 本书 / The book (issue 11)."""
+    from rag import Retriever, build_index
+
+    build_index(REPO / "tests" / "fixtures" / "two_chapters", tmp_path / "index", retriever.encoder)
+    book = Retriever.load(tmp_path / "index")
+    a = answer("猫喜欢什么时候睡觉？", book)
+    assert not a.abstained and a.answer.startswith("本书在 §1.1 中这样回答")
+    b = answer("How do I bake bread?", book)
+    assert b.abstained and b.answer.startswith("The book does not cover this.")
+    assert answer("ネコは何ですか", book).answer.startswith("Please ask in Chinese or English (the book is")
+    assert "本章" not in a.answer + b.answer and "chapter" not in b.answer.lower()
+    c = answer("今天天气怎么样？", retriever)
+    assert c.abstained and c.answer.startswith("本章没有涉及这个问题。")
+    assert answer("What is negative transfer?", retriever).answer.startswith("The chapter answers this in §10.14")
+
+
 def test_chapter_without_translation_quotes_chinese_with_english_frame(tmp_path):
     from rag import Retriever, build_index
 
