@@ -38,6 +38,7 @@ import numpy as np
 from .lang import (CJK_RUN, DEFINING, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, char_pairs,
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
+from .text import display
 from .types import Answer, Citation, Hit, RagError, section_key
 
 LANGUAGES = ("auto", "zh", "en")
@@ -488,9 +489,9 @@ def _format(lang: str, f: dict[str, str], citations: tuple[Citation, ...], trans
         frame = f[key].format(sections=_section_list(citations))
     lines = [frame, ""]
     for c in citations:
-        lines.append(f"> {c.quote} [§{c.section}]")
+        lines.append(f"> {display(c.quote)} [§{c.section}]")
         if c.original is not None:
-            lines.append(f"> （{f['original']}：{c.original.quote}）")
+            lines.append(f"> （{f['original']}：{display(c.original.quote)}）")
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ from .corpus import read_text
 from .feedback import append_feedback, default_feedback_path, message_feedback_record
 from .lang import FRAMES, detect_language
 from .retriever import MODES, Retriever
+from .text import display
 from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
@@ -308,7 +309,7 @@ class SourcePanel:
 
 
 def _quote(text: str) -> str:
-    return "\n".join(f"> {safe_md(line)}" for line in text.split("\n"))
+    return "\n".join(f"> {safe_md(line)}" for line in display(text).split("\n"))
 
 
 def previous_turns(store: dict) -> list[dict]:

@@ -319,3 +319,18 @@ def test_a_follow_up_reads_the_qualified_ids_of_the_previous_turn(retriever):
     turn = {"question": prev.question, "citations": [{"id": c.id, "section": "9.9"} for c in prev.citations]}
     a = answer("那怎么避免？", retriever, history=[turn])  # the id wins over the bare section
     assert not a.abstained and a.citations[0].id == "ch10/10.14"
+
+
+def test_answer_text_shows_a_quote_without_its_zero_width_characters():
+    """A quote keeps the math whole with the book's zero-width space inside (the exact span of the
+    file); the answer's text shows it as a reader sees it."""
+    from rag.answer import _format
+    from rag.lang import frames
+    from rag.types import Citation
+
+    quote = "其中的MLP子网络恰恰可以用$1\\times1\u200b$的卷积进行代替。"
+    c = Citation(section="5.8", title="t", quote=quote, source="zh/ch05.md", start=0, end=len(quote), lang="zh",
+                 chapter="ch05", id="ch05/5.8")
+    text = _format("zh", frames("zh", 19), (c,), False)
+    assert text.startswith("本书在 §5.8 中这样回答") and "> 其中的MLP子网络恰恰可以用$1\\times1$的卷积进行代替。 [§5.8]" in text
+    assert c.to_dict()["quote"] == quote
