@@ -98,10 +98,11 @@ class _Sentences:
         self.glossary_words = {t for _, en in r.index.glossary for v in en for t in r.index.tokenize(v)}
         self.head_tokens = _Field(recs, "head")
         self.heading = np.array([rec["heading"] for rec in recs], dtype=bool)
-        self.question = np.array([is_question_sentence(rec["text"]) for rec in recs], dtype=bool)
-        self.lead_in = np.array([is_lead_in(rec["text"]) for rec in recs], dtype=bool)
-        self.label = np.array([rec["item"] and is_label(rec["text"]) and self._next_is_item(i)
-                               for i, rec in enumerate(recs)], dtype=bool)
+        shown = [display(rec["text"]) for rec in recs]  # a sentence's shape is read as it reads (`&emsp;` a space)
+        self.question = np.array([is_question_sentence(t) for t in shown], dtype=bool)
+        self.lead_in = np.array([is_lead_in(t) for t in shown], dtype=bool)
+        self.label = np.array([rec["item"] and is_label(t) and self._next_is_item(i)
+                               for i, (rec, t) in enumerate(zip(recs, shown))], dtype=bool)
         self.first_of_block = np.array([i == 0 or not self.same_place(i - 1, i)
                                         or recs[i - 1]["block"] != rec["block"] for i, rec in enumerate(recs)])
 
@@ -169,7 +170,7 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
     if kind == "pairs":
         terms = [zh for zh, _ in r.index.glossary if zh in question]
         vocab = s.pair_idf.keys() if within is None else \
-            frozenset().union(*(char_pairs(s.recs[i]["text"]) for i in within if s.recs[i]["lang"] == "zh"))
+            frozenset().union(*(char_pairs(display(s.recs[i]["text"])) for i in within if s.recs[i]["lang"] == "zh"))
         found = [p in vocab or (within is None and any(p in t for t in terms)) for p in items]
         idf = s.pair_idf
     else:
@@ -356,7 +357,7 @@ def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
     """1 when sentence i has the shape the question type asks for: for a definition or a bare
     keyword, a defining sentence about the question's subject ("**源域**: ...", "X是/指 ...")."""
     if qtype in ("definition", "keyword"):
-        defining = DEFINING[s.recs[i]["lang"]].search(s.recs[i]["text"]) and not s.lead_in[i]
+        defining = DEFINING[s.recs[i]["lang"]].search(display(s.recs[i]["text"])) and not s.lead_in[i]
         return float(bool(defining) and bool(s.head_tokens[i] & subject))
     return 0.0
 
@@ -433,7 +434,7 @@ def needs_context(s: _Sentences, i: int) -> bool:
     if s.lead_in[i] or s.label[i]:
         return False  # "这里是...的一些优点：", "按迁移情景分类" point forward, not back
     lang = rec["lang"] if rec["lang"] in NEEDS_CONTEXT else "en"
-    text = rec["text"].lstrip("*（( ")
+    text = display(rec["text"]).lstrip("*（( ")
     return bool(NEEDS_CONTEXT[lang].match(text) or len(text) < SHORT_SENTENCE[lang]
                 or (rec["item"] and s.first_of_block[i] and s.lead_in[prev]))
 

@@ -126,8 +126,9 @@ def md_escape(text: str) -> str:
 
 
 def safe_md(text: str) -> str:
-    """Corpus markdown for display: rendered as markdown (math, emphasis, tables), never as raw HTML."""
-    return html.escape(text, quote=False)
+    """Corpus markdown for display: rendered as markdown (math, emphasis, tables), never as raw HTML;
+    HTML entities show as their characters (`&emsp;` a space, not the text "&emsp;")."""
+    return html.escape(display(text), quote=False)
 
 
 def anchor(mid: str, key: str) -> str:
@@ -309,7 +310,7 @@ class SourcePanel:
 
 
 def _quote(text: str) -> str:
-    return "\n".join(f"> {safe_md(line)}" for line in display(text).split("\n"))
+    return "\n".join(f"> {safe_md(line)}" for line in text.split("\n"))
 
 
 def previous_turns(store: dict) -> list[dict]:

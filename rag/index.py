@@ -55,7 +55,7 @@ from .align import apply_pairing, attach_originals, pair_sections
 from .chunking import MAX_CHARS
 from .corpus import chapter_id, find_chapters, parse_blocks, read_corpus, read_text
 from .lang import char_pairs, subject
-from .text import normalize
+from .text import display, normalize
 from .toc import TOC_FILE, read_toc, with_english_titles
 from .embedding import Encoder
 from .dedup import duplicate_pairs
@@ -173,9 +173,10 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
             for rec in sentences:
                 tokens = tokenize(normalize(rec["text"]))
                 df.update(set(tokens))
+                shown = display(rec["text"])  # `&emsp;` as a space: "emsp" is no word of the sentence
                 if rec["lang"] == "zh":
-                    pair_df.update(char_pairs(rec["text"]))
-                f.write(json.dumps({**rec, "tokens": tokens, "head": tokenize(subject(rec["text"]))},
+                    pair_df.update(char_pairs(shown))
+                f.write(json.dumps({**rec, "tokens": tokens, "head": tokenize(subject(shown))},
                                    ensure_ascii=False) + "\n")
         # What answers need of all sentences at once, counted here rather than at every first answer.
         (tmp / "sentence_stats.json").write_text(json.dumps(

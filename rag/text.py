@@ -5,7 +5,8 @@ entities, image links, emphasis and table bars removed, links reduced to their t
 into readable tokens (`1\\times1` -> `1×1`, `\\alpha` -> `α`). Quotes stay exact spans of the file;
 `markup_spans` gives the spans a quote must never contain (image links, HTML tags, zero-width
 characters outside math, code, links and bold), `protected_spans` the spans a sentence must not end
-inside (math, inline code, links, bold), and `display` a quote as a reader sees it.
+inside (math, inline code, links, bold), and `display` text as a reader sees it (entities as their
+characters, no zero-width characters): what answers show and read a sentence's shape from.
 """
 
 from __future__ import annotations
@@ -93,8 +94,11 @@ def markup_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def display(text: str) -> str:
-    """A quote as a reader sees it: without zero-width characters (the quote itself stays the exact
-    span of the file)."""
+    """Markdown text as a reader sees it, for display and for reading a sentence's shape: HTML
+    entities as their characters (`&emsp;` an em space, `&lt;` "<"), zero-width characters dropped.
+    A quote itself stays the exact span of the file; this is a view of it."""
+    if "&" in text:
+        text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     return _ZW.sub("", text)
 
 

@@ -321,9 +321,9 @@ def test_a_follow_up_reads_the_qualified_ids_of_the_previous_turn(retriever):
     assert not a.abstained and a.citations[0].id == "ch10/10.14"
 
 
-def test_answer_text_shows_a_quote_without_its_zero_width_characters():
-    """A quote keeps the math whole with the book's zero-width space inside (the exact span of the
-    file); the answer's text shows it as a reader sees it."""
+def test_answer_text_shows_a_quote_as_it_reads():
+    """A quote keeps the math whole with the book's zero-width space inside, and `&emsp;` (the exact
+    span of the file); the answer's text shows it as a reader sees it."""
     from rag.answer import _format
     from rag.lang import frames
     from rag.types import Citation
@@ -334,3 +334,7 @@ def test_answer_text_shows_a_quote_without_its_zero_width_characters():
     text = _format("zh", frames("zh", 19), (c,), False)
     assert text.startswith("本书在 §5.8 中这样回答") and "> 其中的MLP子网络恰恰可以用$1\\times1$的卷积进行代替。 [§5.8]" in text
     assert c.to_dict()["quote"] == quote
+    quote = "**Introduction**  \n&emsp;&emsp;很多backbone的提出都是用于挑战ImageNet分类任务。"
+    c = Citation(section="1.1", title="t", quote=quote, source="zh/x.md", start=0, end=len(quote), lang="zh")
+    text = _format("zh", frames("zh", 19), (c,), False)
+    assert "&emsp;" not in text and "\u2003\u2003很多backbone" in text and c.quote == quote

@@ -163,6 +163,9 @@ def test_marks_keep_markdown_structure_and_escape_html():
     assert "<img" not in out and "&lt;img" in out
     assert "- <mark>item one</mark>" in out and "| <mark>a</mark> | <mark>b</mark> |" in out
     assert "## <mark>1.2 head</mark>" in out
+    text = "**Intro**  \n&emsp;&emsp;很多backbone &lt;b&gt;。"
+    out = _marked_md(text, 0, [(0, len(text))])
+    assert "&emsp;" not in out and "\u2003\u2003很多backbone &lt;b&gt;。</mark>" in out
     # anchors differ for every section, also for non-ASCII names and the same id in two chapters
     names = [("ch10", "参考文献"), ("ch10", "小结"), ("ch10", "10.1"), ("ch05", "10.1")]
     assert len({anchor("m1", f"{ch}/{sec}") for ch, sec in names}) == 4

@@ -50,6 +50,20 @@ def test_sentence_statistics_are_counted_at_build(built):
     assert _stats_problem({**index.sentence_stats, "df": {"猫": len(recs) + 1}}, len(recs))
 
 
+def test_entities_count_as_their_characters_in_sentence_statistics(tmp_path, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ch01_x.zh.md").write_text("# 第一章\n\n## 1.1 骨干网络\n\n**简介**  \n&emsp;&emsp;很多骨干网络是为分类设计的。\n",
+                                         encoding="utf-8")
+    build_index(corpus, tmp_path / "index", fake_encoder)
+    index = load_index(tmp_path / "index")
+    [rec] = [r for r in index.sentences if "&emsp;" in r["text"]]
+    text = (corpus / "ch01_x.zh.md").read_text(encoding="utf-8")
+    assert text[rec["start"]:rec["end"]] == rec["text"] == "**简介**  \n&emsp;&emsp;很多骨干网络是为分类设计的。"
+    assert "emsp" not in rec["head"] and "emsp" not in rec["tokens"] and "简介" in rec["head"]
+    assert not [p for p in index.sentence_stats["pair_df"] if "&" in p or ";" in p]
+
+
 def test_heading_lines_are_marked_in_the_corpus():
     t = "# 标题\n\n正文。\n"
     from rag.corpus import _on_heading_line
