@@ -39,7 +39,7 @@ from .lang import (CJK_RUN, DEFINING, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTE
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
 from .text import display
-from .types import Answer, Citation, Hit, RagError, section_key
+from .types import Answer, Citation, Hit, RagError, section_key, sections_named
 
 LANGUAGES = ("auto", "zh", "en")
 MAX_QUOTES = 3
@@ -55,14 +55,6 @@ SECOND_SECTION_RATIO = 0.85  # a second section is quoted only when it scores cl
 SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
 FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up question
 MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a quote
-
-
-def same_section(a: str, b: str) -> bool:
-    """Whether two section ids name the same section: equal chapter-qualified ids (`section_key`,
-    "ch10/10.3"), or a bare id and a qualified one with that bare part ("10.3" and "ch10/10.3")."""
-    if "/" in a and "/" in b:
-        return a == b
-    return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
 class _Field:
@@ -260,9 +252,10 @@ def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", histo
     lang = question_language(question)
     lang = lang if lang in ("zh", "en") else "zh"
     query, favoured = resolve(question, lang, history, r)
-    # the previous turn's sections are raised by FOLLOWUP_BOOST where they have evidence (score > 0);
+    # the previous turn's sections (qualified ids; a bare one names every chapter's section of that
+    # number) are raised by FOLLOWUP_BOOST where they have evidence (score > 0);
     # two sections at least, for the features' second score
-    boost = {key: FOLLOWUP_BOOST for key in r.section_keys if any(same_section(key, f) for f in favoured)}
+    boost = {key: FOLLOWUP_BOOST for f in favoured for key in sections_named(f, r.section_keys)}
     found = r.retrieve(query, max(k, 2), mode, boost=boost, chapters=chapters)
     qv = found.query_vector if found.query_vector is not None else r.embed(query)
     section_scores, hits = found.section_scores, found.hits[:k]

@@ -305,12 +305,26 @@ def test_reference_lists_are_quoted_only_when_found_first(answers, retriever):
             assert all(kinds[c.id] == "text" for c in a.citations), a.question
 
 
-def test_same_section_compares_chapter_qualified_ids():
-    from rag.answer import same_section
+def test_ids_from_outside_are_resolved_to_section_keys_once():
+    from rag.types import sections_named
 
-    assert same_section("ch10/10.3", "ch10/10.3") and not same_section("ch10/10.3", "ch05/10.3")
-    assert same_section("10.3", "ch10/10.3") and same_section("ch10/10.3", "10.3")
-    assert not same_section("10.3", "ch10/10.4") and not same_section("ch13/13.5", "ch13/13.5~2")
+    keys = ["ch05/10.3", "ch10/10.3", "ch10/10.4", "ch13/13.5", "ch13/13.5~2", "ch18/CPU/GPU"]
+    assert sections_named("ch10/10.3", keys) == ["ch10/10.3"] and sections_named("ch07/10.3", keys) == []
+    assert sections_named("10.3", keys) == ["ch05/10.3", "ch10/10.3"] and sections_named("10.4", keys) == ["ch10/10.4"]
+    assert sections_named("13.5", keys) == ["ch13/13.5"] and sections_named("CPU/GPU", keys) == ["ch18/CPU/GPU"]
+
+
+def test_a_follow_up_favours_the_sections_a_bare_id_names(retriever, monkeypatch):
+    """A previous turn from a client may cite bare ids ("10.14"): the follow-up boosts that section."""
+    from rag.answer import FOLLOWUP_BOOST, analyse
+
+    seen = {}
+    retrieve = retriever.retrieve
+    monkeypatch.setattr(retriever, "retrieve", lambda *a, **kw: seen.update(kw) or retrieve(*a, **kw))
+    analyse("它的原因呢？", retriever, history=[{"question": "什么是负迁移？", "citations": [{"section": "10.14"}]}])
+    assert seen["boost"] == {"ch10/10.14": FOLLOWUP_BOOST}
+    analyse("它的原因呢？", retriever, history=[{"question": "什么是负迁移？", "sections": ["ch10/10.14", "ch99/1.1"]}])
+    assert seen["boost"] == {"ch10/10.14": FOLLOWUP_BOOST}
 
 
 def test_a_follow_up_reads_the_qualified_ids_of_the_previous_turn(retriever):
