@@ -18,7 +18,8 @@ index -- so a question's gold means what `rag eval` will score. Per question:
   unanswerable ones (`relevant: []`) have no evidence and kind offtopic or nearby;
 - the question does not copy a gold section's heading (character-bigram Jaccard <= 0.5);
 - no evidence span, and no sentence the loader yields inside a gold section (what an answer can
-  quote), contains an image link, an HTML tag or a zero-width character; evidence holds no HTML
+  quote), contains an image link, an HTML tag or a zero-width character (for the loader's sentences: outside
+  math, code, links and bold, where it is part of the span); evidence holds no HTML
   entity either (the loader's sentences may: `&emsp;` inside a sentence is counted, not an error).
 tests/test_book_questions.py runs these checks. Exit status 1 on any error.
 """
@@ -52,8 +53,20 @@ SIMILARITY_LIMIT = 0.5
 # what a quote must never contain (issue 9): an image link, an HTML tag or a zero-width character
 UNCLEAN = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>"
                      r"|[\u200b\u200c\u200d\u2060\ufeff]")
+# inside math, code, a link or bold a zero-width character is part of it (the quote takes it whole)
+PROTECTED = re.compile(r"\$\$[^$]*\$\$|\$[^$]*\$|`[^`]*`|\*\*[^*]*\*\*|\[[^\]]*\]\([^)]*\)")
 ENTITY = re.compile(r"&(?:[A-Za-z]+|#\d+);")  # not in hand-written evidence; counted in the loader's sentences
 MARKUP = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$|\*\*[^*\n]+\*\*|<[^<>\n]+>|!?\[[^\]\n]*\]\([^)\n]*\)")
+
+
+def unclean(text: str) -> re.Match | None:
+    """The first thing in a loader's sentence that a quote must not hold (a zero-width character
+    inside math, code, a link or bold is part of that span and allowed)."""
+    inside = [m.span() for m in PROTECTED.finditer(text)]
+    for m in UNCLEAN.finditer(text):
+        if not (len(m.group()) == 1 and any(a < m.start() < b for a, b in inside)):
+            return m
+    return None
 
 
 def bigrams(s: str) -> set[str]:
@@ -141,7 +154,7 @@ def check(questions: list[dict], corpus: Corpus, splits: tuple[str, ...] = SPLIT
                 errors.append(f"{where}: question copies the heading of {sec.key} ({sim:.2f}): {sec.title!r}")
     gold_keys = {r for q in questions for r in q.get("relevant", [])}
     for s in corpus.sentences:
-        if f"{s['chapter']}/{s['section']}" in gold_keys and (m := UNCLEAN.search(s["text"])):
+        if f"{s['chapter']}/{s['section']}" in gold_keys and (m := unclean(s["text"])):
             errors.append(f"sentence {s['source']}[{s['start']}:{s['end']}] of gold section "
                           f"{s['chapter']}/{s['section']} contains {m.group()!r}")
     return errors

@@ -36,10 +36,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from .lang import (CJK_RUN, DEFINING, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, head,
-                   is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
+from .lang import (CJK_RUN, DEFINING, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, char_pairs,
+                   frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
-from .types import Answer, Citation, Hit, RagError, section_key
+from .text import display
+from .types import Answer, Citation, Hit, RagError, section_key, sections_named
 
 LANGUAGES = ("auto", "zh", "en")
 # The composer's weights, from MAX_QUOTES to LOCAL_IDF: one setting for the bundled chapter and the
@@ -60,12 +61,17 @@ FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up q
 MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a quote
 
 
-def same_section(a: str, b: str) -> bool:
-    """Whether two section ids name the same section: equal chapter-qualified ids (`section_key`,
-    "ch10/10.3"), or a bare id and a qualified one with that bare part ("10.3" and "ch10/10.3")."""
-    if "/" in a and "/" in b:
-        return a == b
-    return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+class _Field:
+    """A set-valued attribute of each sentence (a frozenset), made on first use: an answer looks at
+    the sentences of one or two sections."""
+
+    def __init__(self, recs: list[dict], make):
+        self.recs, self.make, self.made = recs, make, {}
+
+    def __getitem__(self, i: int) -> frozenset:
+        if i not in self.made:
+            self.made[i] = self.make(self.recs[i])
+        return self.made[i]
 
 
 class _Sentences:
@@ -78,29 +84,22 @@ class _Sentences:
         self.section = np.array([r.section_index[section_key(s["chapter"], s["section"])] for s in recs], dtype=np.int64)
         self.prose = np.array([s.get("kind", "text") == "text" for s in recs], dtype=bool)  # not references, checklists
         self.lang = np.array([s["lang"] for s in recs])
-        self.tokens = [frozenset(s["tokens"]) for s in recs]
-        df: dict[str, int] = {}
-        for toks in self.tokens:
-            for t in toks:
-                df[t] = df.get(t, 0) + 1
-        n = len(recs)
-        self.idf = {t: math.log(1 + n / d) for t, d in df.items()}
-        pair_df: dict[str, int] = {}
-        self.pairs: list[frozenset] = []
-        for rec in recs:
-            pairs = frozenset(rec["text"][i:i + 2] for i in range(len(rec["text"]) - 1)) if rec["lang"] == "zh" \
-                else frozenset()
-            self.pairs.append(pairs)
-            for p in pairs:
-                pair_df[p] = pair_df.get(p, 0) + 1
-        self.pair_idf = {p: math.log(1 + n / d) for p, d in pair_df.items()}
+        self.tokens = _Field(recs, lambda rec: frozenset(rec["tokens"]))
+        # document frequencies and the sentences' subjects and heading flags come from the build
+        # (counting them here took ~0.6 s of the first answer on the whole book)
+        stats = r.index.sentence_stats
+        n = stats["sentences"]
+        self.idf = {t: math.log(1 + n / d) for t, d in stats["df"].items()}
+        self.pair_idf = {p: math.log(1 + n / d) for p, d in stats["pair_df"].items()}
         self.glossary_words = {t for _, en in r.index.glossary for v in en for t in r.index.tokenize(v)}
-        self.head_tokens = [frozenset(r.index.tokenize(head(rec["text"].lstrip("*（( ")))) for rec in recs]
-        self.heading = np.array([_is_heading(r, rec) for rec in recs], dtype=bool)
-        self.question = np.array([is_question_sentence(rec["text"]) for rec in recs], dtype=bool)
-        self.lead_in = np.array([is_lead_in(rec["text"]) for rec in recs], dtype=bool)
-        self.label = np.array([rec["item"] and is_label(rec["text"]) and self._next_is_item(i)
-                               for i, rec in enumerate(recs)], dtype=bool)
+        self.head_tokens = _Field(recs, lambda rec: frozenset(rec["head"]))
+        self.pairs = _Field(recs, lambda rec: char_pairs(display(rec["text"])) if rec["lang"] == "zh" else frozenset())
+        self.heading = np.array([rec["heading"] for rec in recs], dtype=bool)
+        shown = [display(rec["text"]) for rec in recs]  # a sentence's shape is read as it reads (`&emsp;` a space)
+        self.question = np.array([is_question_sentence(t) for t in shown], dtype=bool)
+        self.lead_in = np.array([is_lead_in(t) for t in shown], dtype=bool)
+        self.label = np.array([rec["item"] and is_label(t) and self._next_is_item(i)
+                               for i, (rec, t) in enumerate(zip(recs, shown))], dtype=bool)
         self.first_of_block = np.array([i == 0 or not self.same_place(i - 1, i)
                                         or recs[i - 1]["block"] != rec["block"] for i, rec in enumerate(recs)])
 
@@ -124,25 +123,6 @@ class _Sentences:
             while self.same_place(j - 1, j) and not self.first_of_block[j]:
                 j -= 1
         return j
-
-
-_file_cache: dict = {}
-
-
-def _is_heading(r: Retriever, rec: dict) -> bool:
-    """Whether a sentence is (in) a heading line of its file."""
-    path = r.index.corpus_dir / rec["source"]
-    if path not in _file_cache:
-        try:
-            with open(path, encoding="utf-8", newline="") as f:
-                _file_cache[path] = f.read()
-        except OSError:
-            _file_cache[path] = ""
-    text = _file_cache[path]
-    if not text:
-        return False
-    line = text[text.rfind("\n", 0, rec["start"]) + 1:rec["start"]]
-    return line.lstrip().startswith("#")
 
 
 @lru_cache(maxsize=8)
@@ -186,7 +166,8 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
         return 0.0
     if kind == "pairs":
         terms = [zh for zh, _ in r.index.glossary if zh in question]
-        vocab = s.pair_idf.keys() if within is None else frozenset().union(*(s.pairs[i] for i in within))
+        vocab = s.pair_idf.keys() if within is None else \
+            frozenset().union(*(char_pairs(display(s.recs[i]["text"])) for i in within if s.recs[i]["lang"] == "zh"))
         found = [p in vocab or (within is None and any(p in t for t in terms)) for p in items]
         idf = s.pair_idf
     else:
@@ -276,9 +257,10 @@ def analyse(question: str, r: Retriever, k: int = 5, mode: str = "hybrid", histo
     lang = question_language(question)
     lang = lang if lang in ("zh", "en") else "zh"
     query, favoured = resolve(question, lang, history, r)
-    # the previous turn's sections are raised by FOLLOWUP_BOOST where they have evidence (score > 0);
+    # the previous turn's sections (qualified ids; a bare one names every chapter's section of that
+    # number) are raised by FOLLOWUP_BOOST where they have evidence (score > 0);
     # two sections at least, for the features' second score
-    boost = {key: FOLLOWUP_BOOST for key in r.section_keys if any(same_section(key, f) for f in favoured)}
+    boost = {key: FOLLOWUP_BOOST for f in favoured for key in sections_named(f, r.section_keys)}
     found = r.retrieve(query, max(k, 2), mode, boost=boost, chapters=chapters)
     qv = found.query_vector if found.query_vector is not None else r.embed(query)
     section_scores, hits = found.section_scores, found.hits[:k]
@@ -304,8 +286,9 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
     qlang = question_language(question)
     if qlang == "other":
         alang = "en" if lang == "auto" else lang
-        return Answer(question=question, language=alang, answer=FRAMES[alang]["unsupported"], abstained=True)
+        return Answer(question=question, language=alang, answer=answer_frames(r, alang)["unsupported"], abstained=True)
     alang = qlang if lang == "auto" else lang
+    _sentences(r)  # made first: on a cold start, while the encoder still loads in the background
     a = analyse(question, r, k, mode, history, chapters)
     from .abstain import answerable
     if not a.hits or not answerable(a.features):
@@ -315,7 +298,7 @@ def answer(question: str, retriever: Retriever | None = None, lang: str = "auto"
         return _abstain(question, alang, a.hits, r)
     s = _sentences(r)
     citations = tuple(_citation(s.recs[i], translated, r.title_en) for i in chosen)
-    return Answer(question=question, language=alang, answer=_format(alang, citations, translated),
+    return Answer(question=question, language=alang, answer=_format(alang, answer_frames(r, alang), citations, translated),
                   abstained=False, citations=citations, hits=tuple(a.hits))
 
 
@@ -405,7 +388,7 @@ def _shape(qtype: str, s: _Sentences, i: int, subject: set[str]) -> float:
     long detail question does not favour any "X: ..." sentence that shares one word with it."""
     if qtype not in ("definition", "keyword"):
         return 0.0
-    defining = DEFINING[s.recs[i]["lang"]].search(s.recs[i]["text"]) and not s.lead_in[i]
+    defining = DEFINING[s.recs[i]["lang"]].search(display(s.recs[i]["text"])) and not s.lead_in[i]
     common = s.head_tokens[i] & subject
     if not (defining and common):
         return 0.0
@@ -498,7 +481,7 @@ def needs_context(s: _Sentences, i: int) -> bool:
     if s.lead_in[i] or s.label[i]:
         return False  # "这里是...的一些优点：", "按迁移情景分类" point forward, not back
     lang = rec["lang"] if rec["lang"] in NEEDS_CONTEXT else "en"
-    text = rec["text"].lstrip("*（( ")
+    text = display(rec["text"]).lstrip("*（( ")
     return bool(NEEDS_CONTEXT[lang].match(text) or len(text) < SHORT_SENTENCE[lang]
                 or (rec["item"] and s.first_of_block[i] and s.lead_in[prev]))
 
@@ -540,8 +523,12 @@ def _section_list(citations) -> str:
     return ", ".join(f"§{sec}" for sec in seen.values())
 
 
-def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str:
-    f = FRAMES[lang]
+def answer_frames(r: Retriever, lang: str) -> dict[str, str]:
+    """The frames of an answer in lang, naming what the index holds (本章 / 本书, chapter / book)."""
+    return frames(lang, r.index.manifest["counts"]["chapters"])
+
+
+def _format(lang: str, f: dict[str, str], citations: tuple[Citation, ...], translated: bool) -> str:
     if lang == "zh":
         frame = f["answer"].format(sections=" " + _section_list(citations) + " ")
     else:
@@ -550,14 +537,14 @@ def _format(lang: str, citations: tuple[Citation, ...], translated: bool) -> str
         frame = f[key].format(sections=_section_list(citations))
     lines = [frame, ""]
     for c in citations:
-        lines.append(f"> {c.quote} [§{c.section}]")
+        lines.append(f"> {display(c.quote)} [§{c.section}]")
         if c.original is not None:
-            lines.append(f"> （{f['original']}：{c.original.quote}）")
+            lines.append(f"> （{f['original']}：{display(c.original.quote)}）")
     return "\n".join(lines)
 
 
 def _abstain(question: str, lang: str, hits: list[Hit], r: Retriever) -> Answer:
-    f = FRAMES[lang]
+    f = answer_frames(r, lang)
     suggestions = tuple({"section": h.section, "chapter": h.chapter, "id": h.id,
                          "title": section_title(r, h.id, lang)} for h in hits[:3])
     text = f["abstain"]

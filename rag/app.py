@@ -20,11 +20,12 @@ import secrets
 import time
 from pathlib import Path
 
-from .answer import answer, section_title
+from .answer import answer, answer_frames, section_title
 from .corpus import read_text
 from .feedback import append_feedback, default_feedback_path, message_feedback_record
 from .lang import FRAMES, detect_language
 from .retriever import MODES, Retriever
+from .text import display
 from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
@@ -125,8 +126,9 @@ def md_escape(text: str) -> str:
 
 
 def safe_md(text: str) -> str:
-    """Corpus markdown for display: rendered as markdown (math, emphasis, tables), never as raw HTML."""
-    return html.escape(text, quote=False)
+    """Corpus markdown for display: rendered as markdown (math, emphasis, tables), never as raw HTML;
+    HTML entities show as their characters (`&emsp;` a space, not the text "&emsp;")."""
+    return html.escape(display(text), quote=False)
 
 
 def anchor(mid: str, key: str) -> str:
@@ -232,7 +234,7 @@ class SourcePanel:
         if a.abstained:
             if not a.suggestions:  # e.g. a question in another language: the answer says what to do
                 return f"**{html.escape(a.answer)}**"
-            f = FRAMES[lang]
+            f = answer_frames(self.r, lang)
             links = " · ".join(self._link(mid, s["id"], s["title"], lang) for s in a.suggestions)
             return f"**{html.escape(f['abstain'])}**\n\n{html.escape(f['suggest'])} {links}"
         frame, _, _ = a.answer.partition("\n")

@@ -302,6 +302,11 @@ class Corpus:
     report: Report
 
 
+def _on_heading_line(text: str, start: int) -> bool:
+    """Whether offset start is on a heading line (`# ...`) of text."""
+    return text[text.rfind("\n", 0, start) + 1:start].lstrip().startswith("#")
+
+
 def read_corpus(corpus_dir: Path, max_chars: int | None = None) -> Corpus:
     """Read, parse and chunk every chapter file of a corpus directory (each file read once)."""
     import hashlib
@@ -327,7 +332,7 @@ def read_corpus(corpus_dir: Path, max_chars: int | None = None) -> Corpus:
             for a, z, block, item in sentence_spans(text, sec, blocks, starts):
                 sentences.append({"source": source, "chapter": chapter, "section": sec.id, "title": sec.title,
                                   "lang": lang, "kind": sec.kind, "start": a, "end": z, "text": text[a:z],
-                                  "block": block, "item": item})
+                                  "block": block, "item": item, "heading": _on_heading_line(text, a)})
         files[source] = {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "lang": lang}
     if not sections:
         raise RagError(f"{corpus_dir} has no text under its headings. Add chapter text to the .md files.")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .feedback import latest_ratings
 from .lang import NEEDS_CONTEXT, detect_language, is_label, is_lead_in, question_language
-from .types import RagError
+from .types import RagError, sections_named
 
 LANGS = ("zh", "en")
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,18 +185,11 @@ def resolve_relevant(questions: list[dict], keys) -> list[dict]:
     when exactly one chapter has it, and is an error listing the candidates otherwise.
     """
     keys = list(keys)
-    known = set(keys)
-    by_bare: dict[str, list[str]] = {}
-    for key in keys:
-        by_bare.setdefault(key.split("/", 1)[1], []).append(key)
     out = []
     for q in questions:
         rel = []
         for sid in q["relevant"]:
-            if sid in known:
-                rel.append(sid)
-                continue
-            cands = by_bare.get(sid, [])
+            cands = sections_named(sid, keys)
             if len(cands) == 1:
                 rel.append(cands[0])
             elif cands:
@@ -393,7 +386,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
     import time
 
     from .abstain import probability
-    from .answer import analyse, answer, same_section
+    from .answer import analyse, answer
     from .lang import question_type
 
     questions = with_duplicates(resolve_relevant(questions, retriever.section_keys), retriever.duplicates)
@@ -434,7 +427,7 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
             {"hit": 0.0, "recall": 0.0, "precision": None, "length": 0.0}
         return {"answerable": bool(q["relevant"]), "abstained": a.abstained, "has_evidence": bool(q.get("evidence")),
                 "first_ok": bool(q["relevant"]) and not a.abstained and bool(a.citations)
-                and any(same_section(_citation_id(a.citations[0]), x) for x in q["relevant"]), **ev}
+                and a.citations[0].id in q["relevant"], **ev}
 
     groups = {"zh": [q for q in main if q["lang"] == "zh"], "en": [q for q in main if q["lang"] == "en"],
               "all": main}
@@ -477,11 +470,6 @@ def run_eval(questions: list[dict], retriever, modes=("hybrid", "dense", "lexica
             "answers": answer_metrics, "sections": sections, "timing": timing, "per_question": per_question,
             "bare_answers": bare, "reliability": reliability([(probs[q["id"]], bool(q["relevant"]))
                                                               for q in main if q["id"] in probs])}
-
-
-def _citation_id(c) -> str:
-    """A citation's qualified id ("ch10/10.3") when it has one, else its bare section."""
-    return getattr(c, "id", None) or c.section
 
 
 def reliability(pairs: list[tuple[float, bool]], bins: int = 5) -> list[dict]:

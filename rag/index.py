@@ -8,7 +8,10 @@
       vectors.faiss   FAISS index over normalized chunk vectors (inner product)
       sections.jsonl  one section a line (chapter, id, title, source, offsets, kind, parents), in file order
       titles.npy      the normalized vector of each section title, row for row
-      sentences.jsonl every sentence (with its tokens, and for a translation its original)
+      sentences.jsonl every sentence (with its tokens, the tokens of its subject, whether it is
+                      on a heading line, and for a translation its original)
+      sentence_stats.json  document frequencies over the sentences, for answers: of their tokens
+                      ("df") and of the character pairs of the Chinese ones ("pair_df")
       sentence_vectors.npy  the normalized vector of each sentence, row for row (float16)
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
       bm25/LANG/      bm25s's saved arrays over the chunks of one language (zh, en)
@@ -40,7 +43,8 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -50,7 +54,8 @@ from . import __version__
 from .align import apply_pairing, attach_originals, pair_sections
 from .chunking import MAX_CHARS
 from .corpus import chapter_id, find_chapters, parse_blocks, read_corpus, read_text
-from .text import normalize
+from .lang import char_pairs, subject
+from .text import display, normalize
 from .toc import TOC_FILE, read_toc, with_english_titles
 from .embedding import Encoder
 from .dedup import duplicate_pairs
@@ -60,12 +65,12 @@ from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Sectio
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: sentences' subject tokens and heading flag, sentence_stats.json
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
 _FILES = ("chunks.jsonl", "vectors.faiss", "sections.jsonl", "titles.npy", "sentences.jsonl",
-          "sentence_vectors.npy", "lexicon.txt", "duplicates.json")
+          "sentence_vectors.npy", "lexicon.txt", "duplicates.json", "sentence_stats.json")
 
 
 def embedding_text(chunk: Chunk) -> str:
@@ -162,9 +167,21 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
             for sec in sections:
                 f.write(json.dumps(asdict(sec), ensure_ascii=False) + "\n")
         np.save(tmp / "titles.npy", titles, allow_pickle=False)
+        df: Counter = Counter()
+        pair_df: Counter = Counter()
         with open(tmp / "sentences.jsonl", "w", encoding="utf-8", newline="\n") as f:
             for rec in sentences:
-                f.write(json.dumps({**rec, "tokens": tokenize(normalize(rec["text"]))}, ensure_ascii=False) + "\n")
+                tokens = tokenize(normalize(rec["text"]))
+                df.update(set(tokens))
+                shown = display(rec["text"])  # `&emsp;` as a space: "emsp" is no word of the sentence
+                if rec["lang"] == "zh":
+                    pair_df.update(char_pairs(shown))
+                f.write(json.dumps({**rec, "tokens": tokens, "head": tokenize(subject(shown))},
+                                   ensure_ascii=False) + "\n")
+        # What answers need of all sentences at once, counted here rather than at every first answer.
+        (tmp / "sentence_stats.json").write_text(json.dumps(
+            {"sentences": len(sentences), "df": dict(sorted(df.items())), "pair_df": dict(sorted(pair_df.items()))},
+            ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
         # float16 on disk: half the size of the index's largest file; cosines move by < 1e-3.
         np.save(tmp / "sentence_vectors.npy", sentence_vectors.astype(np.float16), allow_pickle=False)
         save_lexicon(lexicon, tmp / "lexicon.txt")
@@ -412,6 +429,8 @@ class LoadedIndex:
     bm25_titles_en: BM25Scorer | None  # over the English titles of the sections that have one, in section order
     duplicates: list[list[str]]  # pairs of near-duplicate sections (qualified ids)
     files_dir: Path | None = None  # the version directory the files were read from
+    # sentence_stats.json: {"sentences": n, "df": {token: n}, "pair_df": {character pair: n}}
+    sentence_stats: dict = field(default_factory=lambda: {"sentences": 0, "df": {}, "pair_df": {}})
 
     @cached_property
     def corpus_dir(self) -> Path:
@@ -600,16 +619,18 @@ def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> Loade
         glossary = read_glossary(files_dir / GLOSSARY_FILE)
         bm25_titles_en = BM25Scorer(files_dir / "bm25_titles_en") if (files_dir / "bm25_titles_en").is_dir() else None
         duplicates = json.loads((files_dir / "duplicates.json").read_text(encoding="utf-8"))
+        stats = json.loads((files_dir / "sentence_stats.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, AttributeError) as e:
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
-    problem = _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25)
+    problem = _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25) \
+        or _stats_problem(stats, len(sentences))
     n_en = sum(bool(s.title_en) for s in sections)
     if problem is None and (bm25_titles_en.num_docs if bm25_titles_en is not None else 0) != n_en:
         problem = f"BM25 over English titles does not match the {n_en} English titles"
     if problem:
         raise DamagedIndexError(f"{index_dir} is inconsistent: {problem}. {fix}")
     return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, sentences, sentence_vectors,
-                       bm25, tokenize, glossary, bm25_titles_en, duplicates, files_dir)
+                       bm25, tokenize, glossary, bm25_titles_en, duplicates, files_dir, stats)
 
 
 def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25) -> str | None:
@@ -646,7 +667,8 @@ def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vect
     for s in sentences:
         if not isinstance(s, dict) or not isinstance(s.get("text"), str) or s.get("source") not in corpus \
                 or not isinstance(s.get("chapter"), str) or not isinstance(s.get("section"), str) \
-                or section_key(s["chapter"], s["section"]) not in keys or not isinstance(s.get("tokens"), list):
+                or section_key(s["chapter"], s["section"]) not in keys or not isinstance(s.get("tokens"), list) \
+                or not isinstance(s.get("head"), list) or not isinstance(s.get("heading"), bool):
             return f"a sentence record is malformed or names an unknown section: {str(s)[:80]}"
     per_lang = {lang: sum(c.lang == lang for c in chunks) for lang in _LANGS}
     for lang, b in bm25.items():
@@ -660,6 +682,17 @@ def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vect
             return f"BM25 arrays of {lang!r} are out of range or not finite"
     if sum(per_lang[lang] for lang in bm25) != len(chunks):
         return "some chunks have no BM25 index"
+    return None
+
+
+def _stats_problem(stats, n: int) -> str | None:
+    """What is wrong with sentence_stats.json (its structure, its sentence count), or None."""
+    def counts(d):
+        return isinstance(d, dict) and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= n
+                                           for v in d.values())
+    if not isinstance(stats, dict) or stats.get("sentences") != n or not counts(stats.get("df")) \
+            or not counts(stats.get("pair_df")):
+        return f"sentence_stats.json does not hold document frequencies over the {n} sentences"
     return None
 
 

@@ -100,6 +100,16 @@ def head(text: str) -> str:
     return text[:m.start()] if m else text[:40]
 
 
+def subject(text: str) -> str:
+    """What a sentence is about: its head (see `head`), emphasis and opening brackets aside."""
+    return head(text.lstrip("*（( "))
+
+
+def char_pairs(text: str) -> frozenset[str]:
+    """The distinct pairs of adjacent characters of a (Chinese) text: the units of its coverage."""
+    return frozenset(map(str.__add__, text, text[1:]))
+
+
 def is_question_sentence(text: str) -> bool:
     """A sentence that asks (ends in ？ or ?, closing brackets aside)."""
     return text.rstrip(" *)）]”’").endswith(("?", "？"))
@@ -167,19 +177,28 @@ def is_anaphoric(question: str, lang: str) -> bool:
 
 # ---------------------------------------------------------------- answer frames
 
+# "{scope}" is what the index holds: one chapter, or a book (several chapters); see frames().
+SCOPES = {"zh": {"chapter": "本章", "book": "本书"}, "en": {"chapter": "chapter", "book": "book"}}
 FRAMES = {
-    "zh": {"answer": "本章在{sections}中这样回答：", "abstain": "本章没有涉及这个问题。",
+    "zh": {"answer": "{scope}在{sections}中这样回答：", "abstain": "{scope}没有涉及这个问题。",
            "suggest": "可以看看最接近的章节：", "original": "原文", "suggested": "建议查看", "sources": "来源",
            "list_sep": "；", "sep": "",
-           "unsupported": "请用中文或英文提问（本章只有中文原文和英文译文）。Please ask in Chinese or English."},
-    "en": {"answer": "The chapter answers this in {sections}:",
-           "translated": "The chapter answers this in {sections} (quoted from the English translation of the "
-                         "chapter, each with its Chinese original):",
-           "cross": "The chapter answers this in {sections} (quoted in the original Chinese; the chapter has "
+           "unsupported": "请用中文或英文提问（{scope}只有中文原文和英文译文）。Please ask in Chinese or English."},
+    "en": {"answer": "The {scope} answers this in {sections}:",
+           "translated": "The {scope} answers this in {sections} (quoted from the English translation of the "
+                         "{scope}, each with its Chinese original):",
+           "cross": "The {scope} answers this in {sections} (quoted in the original Chinese; the chapter has "
                     "no English translation):",
-           "abstain": "The chapter does not cover this.", "suggest": "The closest sections are:",
+           "abstain": "The {scope} does not cover this.", "suggest": "The closest sections are:",
            "original": "Chinese original", "suggested": "Suggested sections", "sources": "Sources",
            "list_sep": "; ", "sep": " ",
-           "unsupported": "Please ask in Chinese or English (the chapter is in Chinese, with an English "
+           "unsupported": "Please ask in Chinese or English (the {scope} is in Chinese, with an English "
                           "translation). 请用中文或英文提问。"},
 }
+
+
+def frames(lang: str, chapters: int = 1) -> dict[str, str]:
+    """The answer frames in lang for an index of that many chapters: "本章 / The chapter" for one,
+    "本书 / The book" for several."""
+    scope = SCOPES[lang]["chapter" if chapters <= 1 else "book"]
+    return {key: text.replace("{scope}", scope) for key, text in FRAMES[lang].items()}

@@ -209,21 +209,6 @@ class Retriever:
                            f"choose from: {', '.join(self.chapters)}.")
         return np.isin(self._section_chapter, list(chapters))
 
-    def scores(self, query: str, mode: str = "hybrid", qv: np.ndarray | None = None, k: int = 5,
-               chapters=None) -> tuple[np.ndarray, np.ndarray]:
-        """Relevance in [0, 1] of every chunk, and of every section (indexed like section_keys).
-
-        Chunks and sections outside the candidates of a search for the k best score 0, and so do
-        those outside `chapters` (when given).
-        """
-        chunks, chunk_scores, sections, section_scores, _, _ = self._rank(query, mode, k, qv, None,
-                                                                          self.chapter_mask(chapters))
-        chunk = np.zeros(len(self.chunks), dtype=np.float32)
-        chunk[chunks] = chunk_scores
-        section = np.zeros(len(self.section_keys), dtype=np.float32)
-        section[sections] = section_scores
-        return chunk, section
-
     def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None, boost: dict[str, float] | None = None,
               in_chapters: np.ndarray | None = None):
         """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first.

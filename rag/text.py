@@ -4,8 +4,9 @@
 entities, image links, emphasis and table bars removed, links reduced to their text, LaTeX turned
 into readable tokens (`1\\times1` -> `1×1`, `\\alpha` -> `α`). Quotes stay exact spans of the file;
 `markup_spans` gives the spans a quote must never contain (image links, HTML tags, zero-width
-characters), and `protected_spans` the spans a sentence must not end inside (math, inline code,
-links).
+characters outside math, code, links and bold), `protected_spans` the spans a sentence must not end
+inside (math, inline code, links, bold), and `display` text as a reader sees it (entities as their
+characters, no zero-width characters): what answers show and read a sentence's shape from.
 """
 
 from __future__ import annotations
@@ -75,11 +76,30 @@ def normalize(text: str) -> str:
 
 
 def markup_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sorted [s, e) spans in text[start:end] that a quote must never contain."""
+    """Sorted [s, e) spans in text[start:end] that a quote must never contain: image links, HTML
+    tags, and zero-width characters outside math, inline code, links and bold (inside them one is
+    part of the span, which a quote takes whole; `display` drops it)."""
     spans = []
-    for pattern in (_IMAGE, _HTML_TAG, _ZW):
+    for pattern in (_IMAGE, _HTML_TAG):
         spans += [m.span() for m in pattern.finditer(text, start, end)]
+    zw = [m.start() for m in _ZW.finditer(text, start, end)]
+    if zw:
+        protected, p = protected_spans(text, start, end), 0
+        for i in zw:
+            while p < len(protected) and protected[p][1] <= i:
+                p += 1
+            if not (p < len(protected) and protected[p][0] < i):
+                spans.append((i, i + 1))
     return _merge(spans)
+
+
+def display(text: str) -> str:
+    """Markdown text as a reader sees it, for display and for reading a sentence's shape: HTML
+    entities as their characters (`&emsp;` an em space, `&lt;` "<"), zero-width characters dropped.
+    A quote itself stays the exact span of the file; this is a view of it."""
+    if "&" in text:
+        text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+    return _ZW.sub("", text)
 
 
 def protected_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:

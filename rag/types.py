@@ -26,6 +26,14 @@ def section_key(chapter: str, section: str) -> str:
     return f"{chapter}/{section}"
 
 
+def sections_named(sid: str, keys) -> list[str]:
+    """The section keys an id from outside (a question set, a previous turn) names: itself when it
+    is one of `keys`, else every key whose bare id it is ("10.3" -> ["ch10/10.3"]). Ids are
+    resolved with this once, where they come in; inside, sections are compared by key."""
+    keys = list(keys)
+    return [sid] if sid in keys else [k for k in keys if k.split("/", 1)[1] == sid]
+
+
 @dataclass(frozen=True)
 class Block:
     """A leaf block of a markdown file: paragraph, item, quote, heading, row, code, html or math."""

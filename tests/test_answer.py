@@ -70,6 +70,23 @@ def test_explicit_language_overrides_detection(retriever):
     assert b.language == "zh" and b.citations[0].lang == "zh" and b.answer.startswith("本章")
 
 
+def test_frames_name_what_the_index_holds(tmp_path, retriever):
+    """One chapter: 本章 / The chapter; several chapters (a book): 本书 / The book (issue 11)."""
+    from rag import Retriever, build_index
+
+    build_index(REPO / "tests" / "fixtures" / "two_chapters", tmp_path / "index", retriever.encoder)
+    book = Retriever.load(tmp_path / "index")
+    a = answer("猫喜欢什么时候睡觉？", book)
+    assert not a.abstained and a.answer.startswith("本书在 §1.1 中这样回答")
+    b = answer("How do I bake bread?", book)
+    assert b.abstained and b.answer.startswith("The book does not cover this.")
+    assert answer("ネコは何ですか", book).answer.startswith("Please ask in Chinese or English (the book is")
+    assert "本章" not in a.answer + b.answer and "chapter" not in b.answer.lower()
+    c = answer("今天天气怎么样？", retriever)
+    assert c.abstained and c.answer.startswith("本章没有涉及这个问题。")
+    assert answer("What is negative transfer?", retriever).answer.startswith("The chapter answers this in §10.14")
+
+
 def test_chapter_without_translation_quotes_chinese_with_english_frame(tmp_path):
     from rag import Retriever, build_index
 
@@ -136,6 +153,24 @@ def test_a_definition_quotes_the_defining_sentence_not_the_books_questions(retri
     originals = [c.original.quote if c.original else c.quote for c in a.citations]
     assert any(q.startswith("迁移学习，是指") for q in originals)
     assert not any(q.rstrip().endswith(("？", "?")) for q in (c.quote for c in a.citations))
+
+
+def test_first_answer_does_no_work_per_sentence(retriever, monkeypatch):
+    """The sentence statistics come from the index: building them tokenizes no sentence and reads
+    no corpus file (they took ~0.6 s of a cold `rag ask` on the whole book; issue 11)."""
+    import builtins
+
+    from rag.answer import _Sentences
+
+    calls, opened = [], []
+    tokenize, open_ = retriever.index.tokenize, builtins.open
+    monkeypatch.setattr(retriever.index, "tokenize", lambda text: calls.append(text) or tokenize(text))
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **kw: opened.append(f) or open_(f, *a, **kw))
+    s = _Sentences(retriever)
+    terms = sum(len(en) for _, en in retriever.index.glossary)
+    assert len(calls) <= terms < len(s.recs) and opened == []
+    i = next(i for i, r in enumerate(s.recs) if r["text"].startswith("迁移学习，是指"))
+    assert "迁移" in s.head_tokens[i] and s.idf["迁移"] > 0 and not s.heading[i]
 
 
 def test_the_books_questions_are_quoted_only_when_asked_for(retriever):
@@ -271,12 +306,26 @@ def test_reference_lists_are_quoted_only_when_found_first(answers, retriever):
             assert all(kinds[c.id] == "text" for c in a.citations), a.question
 
 
-def test_same_section_compares_chapter_qualified_ids():
-    from rag.answer import same_section
+def test_ids_from_outside_are_resolved_to_section_keys_once():
+    from rag.types import sections_named
 
-    assert same_section("ch10/10.3", "ch10/10.3") and not same_section("ch10/10.3", "ch05/10.3")
-    assert same_section("10.3", "ch10/10.3") and same_section("ch10/10.3", "10.3")
-    assert not same_section("10.3", "ch10/10.4") and not same_section("ch13/13.5", "ch13/13.5~2")
+    keys = ["ch05/10.3", "ch10/10.3", "ch10/10.4", "ch13/13.5", "ch13/13.5~2", "ch18/CPU/GPU"]
+    assert sections_named("ch10/10.3", keys) == ["ch10/10.3"] and sections_named("ch07/10.3", keys) == []
+    assert sections_named("10.3", keys) == ["ch05/10.3", "ch10/10.3"] and sections_named("10.4", keys) == ["ch10/10.4"]
+    assert sections_named("13.5", keys) == ["ch13/13.5"] and sections_named("CPU/GPU", keys) == ["ch18/CPU/GPU"]
+
+
+def test_a_follow_up_favours_the_sections_a_bare_id_names(retriever, monkeypatch):
+    """A previous turn from a client may cite bare ids ("10.14"): the follow-up boosts that section."""
+    from rag.answer import FOLLOWUP_BOOST, analyse
+
+    seen = {}
+    retrieve = retriever.retrieve
+    monkeypatch.setattr(retriever, "retrieve", lambda *a, **kw: seen.update(kw) or retrieve(*a, **kw))
+    analyse("它的原因呢？", retriever, history=[{"question": "什么是负迁移？", "citations": [{"section": "10.14"}]}])
+    assert seen["boost"] == {"ch10/10.14": FOLLOWUP_BOOST}
+    analyse("它的原因呢？", retriever, history=[{"question": "什么是负迁移？", "sections": ["ch10/10.14", "ch99/1.1"]}])
+    assert seen["boost"] == {"ch10/10.14": FOLLOWUP_BOOST}
 
 
 def test_a_follow_up_reads_the_qualified_ids_of_the_previous_turn(retriever):
@@ -327,3 +376,22 @@ def test_a_short_lead_in_with_nothing_quotable_after_it_is_not_quoted():
     s = SimpleNamespace(recs=recs, lead_in=[t.endswith("：") for t, _ in texts],
                         _next_is_item=lambda i: i + 1 < len(recs) and recs[i + 1]["item"])
     assert [_points_at_nothing(s, i) for i in range(len(recs))] == [True, True, False, False, False]
+
+
+def test_answer_text_shows_a_quote_as_it_reads():
+    """A quote keeps the math whole with the book's zero-width space inside, and `&emsp;` (the exact
+    span of the file); the answer's text shows it as a reader sees it."""
+    from rag.answer import _format
+    from rag.lang import frames
+    from rag.types import Citation
+
+    quote = "其中的MLP子网络恰恰可以用$1\\times1\u200b$的卷积进行代替。"
+    c = Citation(section="5.8", title="t", quote=quote, source="zh/ch05.md", start=0, end=len(quote), lang="zh",
+                 chapter="ch05", id="ch05/5.8")
+    text = _format("zh", frames("zh", 19), (c,), False)
+    assert text.startswith("本书在 §5.8 中这样回答") and "> 其中的MLP子网络恰恰可以用$1\\times1$的卷积进行代替。 [§5.8]" in text
+    assert c.to_dict()["quote"] == quote
+    quote = "**Introduction**  \n&emsp;&emsp;很多backbone的提出都是用于挑战ImageNet分类任务。"
+    c = Citation(section="1.1", title="t", quote=quote, source="zh/x.md", start=0, end=len(quote), lang="zh")
+    text = _format("zh", frames("zh", 19), (c,), False)
+    assert "&emsp;" not in text and "\u2003\u2003很多backbone" in text and c.quote == quote

@@ -113,6 +113,18 @@ def test_rendering_escapes_html_keeps_markdown(retriever):
     assert "ch10/10.14" in retriever.section_keys
 
 
+def test_abstained_message_names_what_the_index_holds(retriever, tmp_path):
+    from rag import Retriever, build_index
+    from rag.answer import answer
+
+    chapter = SourcePanel(retriever).render_message(answer("今天天气怎么样？", retriever), "m1")
+    assert chapter.startswith("**本章没有涉及这个问题。**")
+    build_index(REPO / "tests" / "fixtures" / "two_chapters", tmp_path / "index", retriever.encoder)
+    book = Retriever.load(tmp_path / "index")
+    md = SourcePanel(book).render_message(answer("How do I bake bread?", book), "m2")
+    assert md.startswith("**The book does not cover this.**")
+
+
 def test_chat_keeps_messages_and_passes_the_conversation(retriever, monkeypatch):
     import rag.app
     from rag.answer import answer
@@ -151,6 +163,9 @@ def test_marks_keep_markdown_structure_and_escape_html():
     assert "<img" not in out and "&lt;img" in out
     assert "- <mark>item one</mark>" in out and "| <mark>a</mark> | <mark>b</mark> |" in out
     assert "## <mark>1.2 head</mark>" in out
+    text = "**Intro**  \n&emsp;&emsp;很多backbone &lt;b&gt;。"
+    out = _marked_md(text, 0, [(0, len(text))])
+    assert "&emsp;" not in out and "\u2003\u2003很多backbone &lt;b&gt;。</mark>" in out
     # anchors differ for every section, also for non-ASCII names and the same id in two chapters
     names = [("ch10", "参考文献"), ("ch10", "小结"), ("ch10", "10.1"), ("ch05", "10.1")]
     assert len({anchor("m1", f"{ch}/{sec}") for ch, sec in names}) == 4

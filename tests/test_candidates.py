@@ -164,11 +164,16 @@ def test_thousands_of_chunks_rank_like_a_full_scan_while_scoring_few(synthetic_r
     assert np.median(scored) < len(r.chunks) / 4, (np.median(scored), len(r.chunks))
 
 
-def test_scores_keeps_the_full_arrays(retriever):
-    chunk, section = retriever.scores("什么是负迁移？", "hybrid")
-    assert chunk.shape == (len(retriever.chunks),) and section.shape == (len(retriever.section_keys),)
+def test_retrieve_keeps_every_sections_score(retriever):
+    found = retriever.retrieve("什么是负迁移？", k=5, mode="hybrid")
+    section = found.section_scores
+    assert section.shape == (len(retriever.section_keys),) and section.dtype == np.float32
     best = retriever.section_keys[int(np.argmax(section))]
     assert best == retriever.search("什么是负迁移？", k=1)[0].id
+    # every hit's score is its section's entry; sections outside the candidates score 0
+    for h in found.hits:
+        assert section[retriever.section_index[h.id]] == pytest.approx(h.score, abs=1e-6)
+    assert (section >= 0).all() and (section > 0).sum() >= len(found.hits)
 
 
 def test_retrieve_returns_what_an_answer_needs(retriever):

@@ -1,6 +1,7 @@
 from conftest import REPO
 from rag.chunking import block_sentences, chunk_sections, split_sentences
 from rag.corpus import parse_blocks, parse_sections, read_text
+from rag.text import display
 
 CHAPTER = REPO / "corpus" / "ch10_transfer_learning.zh.md"
 
@@ -61,7 +62,15 @@ def test_sentence_does_not_end_inside_bold():
     assert [t[s:e] for s, e in spans] == ["**Rule one. Rule two.**", "Then more."]
 
 
-def test_zero_width_space_inside_math_leaves_the_math_out_whole():
+def test_zero_width_space_inside_math_is_part_of_the_math():
     t = "$1\\times1\u200b$卷积的作用主要为以下两点：\n"
     spans = block_sentences(t, parse_blocks(t)[1][0])
-    assert [t[s:e] for s, e in spans] == ["卷积的作用主要为以下两点："]
+    assert [t[s:e] for s, e in spans] == ["$1\\times1\u200b$卷积的作用主要为以下两点："]
+    # the book's ch05 §5.8: the quote kept neither the math nor the sentence whole
+    t = "其中的MLP子网络恰恰可以用$1\\times1\u200b$的卷积进行代替。下一句\u200b在外面。\n"
+    spans = block_sentences(t, parse_blocks(t)[1][0])
+    assert [t[s:e] for s, e in spans] == ["其中的MLP子网络恰恰可以用$1\\times1\u200b$的卷积进行代替。", "下一句", "在外面。"]
+    assert display(t[spans[0][0]:spans[0][1]]) == "其中的MLP子网络恰恰可以用$1\\times1$的卷积进行代替。"
+    # an image link inside math still leaves the math out whole (a quote never holds an image)
+    t = "甲$x![i](a.png)$乙。\n"
+    assert [t[s:e] for s, e in block_sentences(t, parse_blocks(t)[1][0])] == ["甲", "乙。"]

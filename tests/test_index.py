@@ -19,7 +19,7 @@ def built(tmp_path, small_corpus, fake_encoder):
 
 def test_build_writes_a_complete_manifest(built, small_corpus):
     m = json.loads((version_dir(built) / "manifest.json").read_text(encoding="utf-8"))
-    assert m["format_version"] == 3 and m["package_version"]
+    assert m["format_version"] == 4 and m["package_version"]
     assert m["encoder"] == {"id": "fake-chars", "dim": 64}
     assert m["index_type"] == "Flat" and m["chunking"] == {"max_chars": 600}
     assert set(m["corpus"]) == {"animals.zh.md"} and len(m["corpus"]["animals.zh.md"]["sha256"]) == 64
@@ -27,6 +27,47 @@ def test_build_writes_a_complete_manifest(built, small_corpus):
     assert m["warnings"] == {}
     lines = (version_dir(built) / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
     assert "猫是一种小型食肉动物" in lines[0]  # ensure_ascii=False: Chinese stays readable
+
+
+def test_sentence_statistics_are_counted_at_build(built):
+    """What answers need of every sentence is stored, so a first answer does not count it (issue 11)."""
+    from collections import Counter
+
+    from rag.index import _stats_problem
+    from rag.lang import char_pairs, subject
+
+    index = load_index(built)
+    recs = index.sentences
+    assert index.sentence_stats == {
+        "sentences": len(recs),
+        "df": dict(Counter(t for r in recs for t in set(r["tokens"]))),
+        "pair_df": dict(Counter(p for r in recs if r["lang"] == "zh" for p in char_pairs(r["text"])))}
+    assert index.sentence_stats["pair_df"]["猫喜"] == 1 and index.sentence_stats["df"]["猫"] == 2
+    assert all(r["head"] == index.tokenize(subject(r["text"])) for r in recs)
+    assert [r["text"] for r in recs if r["heading"]] == ["狗的品种"]  # an unnumbered heading inside §1.2
+    assert _stats_problem(index.sentence_stats, len(recs)) is None
+    assert "sentence_stats.json" in _stats_problem({**index.sentence_stats, "sentences": 1}, len(recs))
+    assert _stats_problem({**index.sentence_stats, "df": {"猫": len(recs) + 1}}, len(recs))
+
+
+def test_entities_count_as_their_characters_in_sentence_statistics(tmp_path, fake_encoder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ch01_x.zh.md").write_text("# 第一章\n\n## 1.1 骨干网络\n\n**简介**  \n&emsp;&emsp;很多骨干网络是为分类设计的。\n",
+                                         encoding="utf-8")
+    build_index(corpus, tmp_path / "index", fake_encoder)
+    index = load_index(tmp_path / "index")
+    [rec] = [r for r in index.sentences if "&emsp;" in r["text"]]
+    text = (corpus / "ch01_x.zh.md").read_text(encoding="utf-8")
+    assert text[rec["start"]:rec["end"]] == rec["text"] == "**简介**  \n&emsp;&emsp;很多骨干网络是为分类设计的。"
+    assert "emsp" not in rec["head"] and "emsp" not in rec["tokens"] and "简介" in rec["head"]
+    assert not [p for p in index.sentence_stats["pair_df"] if "&" in p or ";" in p]
+
+
+def test_heading_lines_are_marked_in_the_corpus():
+    t = "# 标题\n\n正文。\n"
+    from rag.corpus import _on_heading_line
+    assert _on_heading_line(t, 2) and not _on_heading_line(t, t.index("正文"))
 
 
 def test_build_is_deterministic(tmp_path, small_corpus, fake_encoder, built):

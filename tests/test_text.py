@@ -23,3 +23,12 @@ def test_products_match_however_they_are_written():
 def test_markup_spans_are_what_a_quote_must_not_contain():
     t = "甲![i](a.png)乙<br />丙\u200b丁"
     assert [t[s:e] for s, e in markup_spans(t, 0, len(t))] == ["![i](a.png)", "<br />", "\u200b"]
+
+
+def test_display_shows_entities_as_characters_without_zero_width():
+    from rag.text import display
+
+    assert display("**Introduction**  \n&emsp;&emsp;很多backbone&lt;b&gt;\u200b。") == \
+        "**Introduction**  \n\u2003\u2003很多backbone<b>。"
+    assert display("A & B &amp; C &unknownentity; $1\\times1\u200b$") == "A & B & C &unknownentity; $1\\times1$"
+
