@@ -40,8 +40,8 @@ MAX_K = 100
 DENSE_WEIGHT = {"zh": 0.3, "en": 0.4}
 # A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
-CROSS_LINGUAL_DENSE_WEIGHT = 0.8
-TITLE_WEIGHT = {"zh": 0.4, "en": 0.2}
+CROSS_LINGUAL_DENSE_WEIGHT = 0.7
+TITLE_WEIGHT = {"zh": 0.2, "en": 0.2}
 TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
 # Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
 CANDIDATES = 100
@@ -251,12 +251,15 @@ class Retriever:
             qv = self.embed(query) if qv is None else qv
         if use_lexical:
             # Own-language text with the question's tokens; the other languages' text (only where a
-            # chapter has none in the question's language) with the glossary's translations added.
+            # chapter has none in the question's language) with the glossary's translations and, for
+            # an English question, the words learned from the English titles (toc.py) added.
             # Each language's BM25 is scaled by its own maximum.
             tokens = self.index.tokenize(normalize(query))
             token_lists = {lang: tokens} if lang in self.store.languages else {}
             if self._cross[lang]:
                 cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
+                if lang == "en":
+                    cross_tokens += [self.index.word_translations[t] for t in tokens if t in self.index.word_translations]
                 token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
         wt = TITLE_WEIGHT[lang]
         # BM25 over the English titles (English questions, corpora with toc.en.tsv), every section.

@@ -80,6 +80,8 @@ def components(r: Retriever, query: str) -> dict[str, np.ndarray]:
     lists = {lang: tokens} if lang in r.store.languages else {}
     if r._cross[lang]:
         cross = tokens + r.index.tokenize(" ".join(translations(query, r.index.glossary)))
+        if lang == "en":
+            cross += [r.index.word_translations[t] for t in tokens if t in r.index.word_translations]
         lists.update({o: cross for o in r.store.languages if o != lang})
     lexical = np.zeros(len(ids), dtype=np.float32)
     for l, toks in lists.items():
