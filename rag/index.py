@@ -15,7 +15,7 @@
       glossary.tsv    the corpus's glossary.tsv
       bm25_titles_en/ bm25s's arrays over the English titles (toc.en.tsv) of the sections that have one, in section order
       duplicates.json pairs of near-duplicate sections (qualified ids, see dedup.py)
-      word_translations.tsv  English word <TAB> Chinese word, learned from toc.en.tsv (toc.py), if any
+      word_translations.tsv  English word <TAB> Chinese word, learned from the corpus's aligned pairs (wordalign.py)
 
       .lock           held (fcntl) by a build while it writes; readers never take it
       .tmp-*/         a build being written (removed by the next build if its builder died)
@@ -52,7 +52,8 @@ from .align import apply_pairing, attach_originals, pair_sections
 from .chunking import MAX_CHARS
 from .corpus import chapter_id, find_chapters, parse_blocks, read_corpus, read_text
 from .text import normalize
-from .toc import TOC_FILE, learn_word_translations, read_title_pairs, read_toc, with_english_titles
+from .toc import TOC_FILE, read_title_pairs, read_toc, with_english_titles
+from .wordalign import learn_word_translations
 from .embedding import Encoder
 from .dedup import duplicate_pairs
 from .glossary import GLOSSARY_FILE, read_glossary
@@ -144,7 +145,10 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     lexical_texts = [normalize(f"{path_of[(c.lang, c.key)]}\n{c.text}") for c in chunks]
     lexicon = make_lexicon(lexical_texts, extra_words=[zh for zh, _ in glossary])
     tokenize = Tokenizer(lexicon)
-    word_translations = learn_word_translations(read_title_pairs(corpus_dir / TOC_FILE), tokenize)
+    # English -> Chinese words from the reviewed titles and the aligned sentences of translations
+    aligned = [(file_texts[s["original"]["source"]][s["original"]["start"]:s["original"]["end"]], s["text"])
+               for s in sentences if s.get("original")]
+    word_translations = learn_word_translations(read_title_pairs(corpus_dir / TOC_FILE) + aligned, tokenize)
     # titles.npy holds the heading paths (pairing translations above used the bare titles)
     longer = [i for i, (s, p) in enumerate(zip(sections, paths)) if p != s.title]
     if longer:
@@ -448,7 +452,7 @@ class LoadedIndex:
     bm25_titles_en: BM25Scorer | None  # over the English titles of the sections that have one, in section order
     duplicates: list[list[str]]  # pairs of near-duplicate sections (qualified ids)
     files_dir: Path | None = None  # the version directory the files were read from
-    # English word -> Chinese word (toc.py's learn_word_translations), for English questions on Chinese text
+    # English word -> Chinese word (wordalign.py), for English questions on Chinese text
     word_translations: dict[str, str] = field(default_factory=dict)
 
     @cached_property

@@ -4,9 +4,8 @@ The file has a header `chapter file line number zh en` and one row per heading o
 Chinese files (book/toc.en.tsv is the reviewed table of the whole book). A row names its heading
 by the file (relative to the corpus directory) and the heading's 1-based line; the section that
 heading opens gets the row's `en` as `title_en`. Rows whose heading opens no section (an
-unnumbered heading with no text) are not used. The aligned title pairs also teach a small table of
-word translations (`learn_word_translations`), with which English questions are matched by BM25
-against Chinese text.
+unnumbered heading with no text) are not used. The aligned title pairs also teach word
+translations (see wordalign.py).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import csv
 from dataclasses import replace
 from pathlib import Path
 
-from .text import normalize
 from .types import RagError, Section
 
 TOC_FILE = "toc.en.tsv"
@@ -64,60 +62,3 @@ def read_title_pairs(path: Path) -> list[tuple[str, str]]:
     with path.open(encoding="utf-8", newline="") as f:
         return [(row["zh"], row["en"]) for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
 
-
-WORD_P_MIN = 0.5  # a learned translation's least probability p(Chinese word | English word)
-WORD_MIN_TITLES = 2  # an English word is translated only if it occurs in at least this many titles
-_EM_ROUNDS = 15
-
-
-def _ibm1(pairs: list[tuple[list[str], list[str]]]) -> dict[str, dict[str, float]]:
-    """IBM Model 1 by EM: t[s][t'] = p(target word t' | source word s), with a NULL source word."""
-    t: dict[str, dict[str, float]] = {}
-    for src, tgt in pairs:
-        for s in (*src, None):
-            t.setdefault(s, {}).update({w: 1.0 for w in tgt})
-    t = {s: {w: 1.0 / len(ws) for w in ws} for s, ws in t.items()}
-    for _ in range(_EM_ROUNDS):
-        count: dict[str, dict[str, float]] = {}
-        for src, tgt in pairs:
-            for w in tgt:
-                probs = [(s, t[s][w]) for s in (*src, None)]
-                z = sum(p for _, p in probs)
-                for s, p in probs:
-                    count.setdefault(s, {})[w] = count.get(s, {}).get(w, 0.0) + p / z
-        t = {s: {w: c / sum(ws.values()) for w, c in ws.items()} for s, ws in count.items()}
-    return t
-
-
-def learn_word_translations(pairs: list[tuple[str, str]], tokenize) -> dict[str, str]:
-    """English word (as `tokenize` stems it) -> Chinese word, learned from aligned title pairs.
-
-    IBM Model 1 (EM over the pairs' words, numbers and words with digits left out) in both directions; a pair of words
-    is kept only when each is the other's most probable translation, p(zh | en) >= WORD_P_MIN and
-    the English word occurs in at least WORD_MIN_TITLES titles (precision first: a wrong pair
-    sends an English question to the wrong section). From the book's 909 reviewed titles: 225
-    pairs (feature -> 特征, decay -> 衰减, covariance -> 协方差 ...).
-    """
-    from .lang import CJK_CHAR
-
-    toks = []
-    for zh, en in pairs:
-        z = [w for w in tokenize(normalize(zh)) if CJK_CHAR.match(w)]
-        e = [w for w in tokenize(normalize(en)) if w.isascii() and w.isalpha()]
-        if z and e:
-            toks.append((e, z))
-    forward = _ibm1(toks)  # p(zh | en)
-    backward = _ibm1([(z, e) for e, z in toks])  # p(en | zh)
-    titles: dict[str, int] = {}
-    for e, _ in toks:
-        for w in set(e):
-            titles[w] = titles.get(w, 0) + 1
-    out = {}
-    for en, probs in forward.items():
-        if en is None or titles[en] < WORD_MIN_TITLES:
-            continue
-        zh, p = max(probs.items(), key=lambda kv: (kv[1], kv[0]))
-        back = backward.get(zh, {})
-        if p >= WORD_P_MIN and back and max(back.items(), key=lambda kv: (kv[1], kv[0]))[0] == en:
-            out[en] = zh
-    return dict(sorted(out.items()))

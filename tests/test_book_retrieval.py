@@ -13,7 +13,8 @@ from rag.glossary import translations
 from rag.index import build_index, heading_paths, load_index
 from rag.lexical import Tokenizer
 from rag.retriever import Retriever
-from rag.toc import learn_word_translations, read_toc
+from rag.toc import read_toc
+from rag.wordalign import learn_word_translations
 from rag.types import RagError, Section
 
 CAT = ("猫是一种小型食肉动物，它们喜欢在阳光下睡觉，也喜欢追逐会动的小东西，比如毛线球和激光笔的光点。"
