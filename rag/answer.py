@@ -36,7 +36,8 @@ from functools import lru_cache
 import numpy as np
 
 from .lang import (CJK_RUN, DEFINING, DEFINITION_FRAME_EN, FRAMES, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE,
-                   STOP_EN, head, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
+                   STOP_EN, head, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language,
+                   question_type)
 from .retriever import Retriever, check_query
 from .types import Answer, Citation, Hit, RagError, section_key
 

@@ -262,7 +262,8 @@ class Retriever:
             if self._cross[lang]:
                 cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
                 if lang == "en":
-                    cross_tokens += [self.index.word_translations[t] for t in tokens if t in self.index.word_translations]
+                    learned = self.index.word_translations
+                    cross_tokens += [learned[t] for t in tokens if t in learned]
                 token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
         wt = TITLE_WEIGHT[lang]
         # BM25 over the English titles (English questions, corpora with toc.en.tsv), every section.

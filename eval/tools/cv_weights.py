@@ -226,7 +226,8 @@ def main(argv=None) -> None:
     ap.add_argument("--chapter-index", default=str(REPO / "index"))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--test", action="store_true", help="score the test splits with the shipped weights")
-    ap.add_argument("--chapter-in-book-index", help="the book plus the chapter (files renamed proj_transfer_learning.*)")
+    ap.add_argument("--chapter-in-book-index",
+                    help="the book plus the chapter (files renamed proj_transfer_learning.*)")
     args = ap.parse_args(argv)
     if args.test:
         print(json.dumps(test_report(args), indent=1))
