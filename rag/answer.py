@@ -36,7 +36,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .lang import (CJK_RUN, DEFINING, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN, char_pairs,
+from .lang import (CJK_RUN, DEFINING, DEFINITION_FRAME_EN, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN,
+                   char_pairs,
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
 from .text import display
@@ -149,7 +150,8 @@ def _items(question: str, lang: str, r: Retriever) -> tuple[list[str], str]:
         items = [p for p in items if p[0] not in FUNCTION_CHARS and p[1] not in FUNCTION_CHARS]
         if items:
             return items, "pairs"
-    return [t for t in r.index.tokenize(question) if not CJK_RUN.match(t)], "tokens"
+    frame = set(r.index.tokenize(" ".join(DEFINITION_FRAME_EN)))
+    return [t for t in r.index.tokenize(question) if not CJK_RUN.match(t) and t not in frame], "tokens"
 
 
 def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> float:

@@ -71,6 +71,9 @@ STOP_EN = frozenset(
     "any all some such very also just only more most other own same too s t don chapter book "
     "tell explain describe please say says said".split()
 )
+# Words that frame an English question as a definition ("Define X."), like "explain" above; they
+# say nothing about its subject, so coverage (answer.py) leaves them out. Not stop words: BM25 keeps them.
+DEFINITION_FRAME_EN = ("define", "definition")
 # Characters that carry no topic: a character pair containing one says nothing about coverage.
 FUNCTION_CHARS = frozenset("的了是在和与及或也就都而又被把对从向为以于之其这那个些有吗呢吧啊呀么我你他她它们什怎哪谁几")
 

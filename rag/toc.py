@@ -4,7 +4,8 @@ The file has a header `chapter file line number zh en` and one row per heading o
 Chinese files (book/toc.en.tsv is the reviewed table of the whole book). A row names its heading
 by the file (relative to the corpus directory) and the heading's 1-based line; the section that
 heading opens gets the row's `en` as `title_en`. Rows whose heading opens no section (an
-unnumbered heading with no text) are not used.
+unnumbered heading with no text) are not used. The aligned title pairs also teach word
+translations (see wordalign.py).
 """
 
 from __future__ import annotations
@@ -51,3 +52,13 @@ def with_english_titles(sections: list[Section], texts: dict[str, str],
         en = toc.get((s.source, heading_line(texts[s.source], s)))
         out.append(replace(s, title_en=en) if en else s)
     return out
+
+
+def read_title_pairs(path: Path) -> list[tuple[str, str]]:
+    """The table's (Chinese title, English title) pairs, in file order; an absent file has none."""
+    if not path.is_file():
+        return []
+    read_toc(path)  # checks the header and every row
+    with path.open(encoding="utf-8", newline="") as f:
+        return [(row["zh"], row["en"]) for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from rag.dedup import duplicate_pairs, neighbours
 from rag.evaluate import with_duplicates
 from rag.glossary import translations
-from rag.index import build_index, load_index
+from rag.index import build_index, heading_paths, load_index
+from rag.lexical import Tokenizer
 from rag.retriever import Retriever
 from rag.toc import read_toc
-from rag.types import RagError
+from rag.wordalign import learn_word_translations
+from rag.types import RagError, Section
 
 CAT = ("猫是一种小型食肉动物，它们喜欢在阳光下睡觉，也喜欢追逐会动的小东西，比如毛线球和激光笔的光点。"
        "家猫大约在一万年前开始与人类一起生活，最早可能是为了捕捉粮仓里的老鼠。")
@@ -113,3 +116,64 @@ def test_bad_toc_is_a_clear_error(tmp_path):
     p.write_text(TOC.replace("\t3\t", "\tx\t"), encoding="utf-8")
     with pytest.raises(RagError, match="line number"):
         read_toc(p)
+
+
+def test_word_translations_keep_only_pairs_both_directions_agree_on():
+    tokenize = Tokenizer({w: 10 for w in ("卷积", "网络", "池化", "作用", "方法", "训练")})
+    pairs = [("卷积网络", "Convolutional network"), ("池化的作用", "The role of pooling"),
+             ("卷积的作用", "The role of convolution"), ("池化方法", "Pooling methods"),
+             ("训练网络", "Training a network"), ("网络方法", "Network methods"),
+             ("3D卷积", "3D convolution")]
+    words = learn_word_translations(pairs, tokenize)
+    assert words["pool"] == "池化" and words["convolut"] == "卷积" and words["network"] == "网络"
+    assert words["role"] == "作用" and words["method"] == "方法"
+    assert "train" not in words  # one title only: not enough evidence
+    assert "3d" not in words and not any(w[0].isdigit() for w in words)  # numbers are not words
+    assert learn_word_translations([], tokenize) == {}
+
+
+def test_word_translations_reject_a_word_whose_best_match_prefers_another():
+    tokenize = Tokenizer({w: 10 for w in ("模型", "剪枝", "压缩", "方法")})
+    # "model" always comes with 模型, but so does "compression" in half of its titles: 模型's
+    # best English word is "model", so "compression" must not take 模型.
+    pairs = [("模型剪枝", "Model pruning"), ("模型压缩", "Model compression"), ("压缩方法", "Compression methods"),
+             ("模型方法", "Model methods"), ("模型", "Model compression")]
+    words = learn_word_translations(pairs, tokenize)
+    assert words.get("model") == "模型" and words.get("compress") != "模型"
+
+
+def test_heading_paths_name_the_sections_above():
+    secs = [Section("5", "LeNet-5", "a.zh.md", 0, 1, "ch04", parents=("第四章 经典网络",)),
+            Section("5.1", "模型特性", "a.zh.md", 2, 3, "ch04", parents=("第四章 经典网络",)),
+            Section("5.1.2", "结构", "a.zh.md", 4, 5, "ch04"),
+            Section("5.1", "Model features", "a.en.md", 0, 1, "ch04"),
+            Section("Reference", "参考", "a.zh.md", 6, 7, "ch04")]
+    paths = heading_paths(secs, {"a.zh.md": "zh", "a.en.md": "en"})
+    assert paths == ["第四章 经典网络 LeNet-5", "第四章 经典网络 LeNet-5 模型特性", "LeNet-5 模型特性 结构",
+                     "Model features", "参考"]  # the English 5.1 has no English 5 above it
+
+
+def _chunk_scores(r: Retriever, query: str) -> np.ndarray:
+    """Every chunk's fused lexical score (0 outside the candidates)."""
+    chunks, fused, *_ = r._rank(query, "lexical", 5, None)
+    out = np.zeros(len(r.chunks), dtype=np.float32)
+    out[chunks] = fused
+    return out
+
+
+def test_english_question_reaches_chinese_text_through_learned_words(corpus, fake_encoder, tmp_path):
+    # "habits" is only in the English title of 1.3; the table learns cat -> 猫 from two titles,
+    # so "cat sleep" matches the Chinese text of 1.1/1.3 by BM25 (lexical mode: no dense help).
+    toc = TOC + "ch01\tch01_animals.zh.md\t7\t1.2\t什么是狗？\tWhat is a dog?\n"
+    (corpus / "toc.en.tsv").write_text(toc, encoding="utf-8")
+    build_index(corpus, tmp_path / "idx", fake_encoder)
+    idx = load_index(tmp_path / "idx")
+    assert idx.word_translations.get("cat") == "猫"
+    r = Retriever(idx, fake_encoder)
+    assert r._cross["en"]
+    chunk = _chunk_scores(r, "cat")
+    cat_text = [i for i, c in enumerate(r.chunks) if "猫" in c.text]
+    assert cat_text and all(chunk[i] > 0 for i in cat_text)  # the Chinese text itself matches
+    idx.word_translations.clear()
+    chunk = _chunk_scores(Retriever(idx, fake_encoder), "cat")
+    assert all(chunk[i] == 0 for i in cat_text)  # without the table it does not

@@ -57,6 +57,8 @@ def full_scores(r: Retriever, query: str, mode: str, chapters=None) -> tuple[np.
             lexical[ids] = _scaled(scorer.scores(tokens))
         if r._cross[lang]:
             cross_tokens = tokens + index.tokenize(" ".join(translations(query, index.glossary)))
+            if lang == "en":  # the words learned from the English titles
+                cross_tokens += [index.word_translations[t] for t in tokens if t in index.word_translations]
             for other, (scorer, ids) in lexical_sets.items():
                 if other != lang:
                     lexical[ids] = _scaled(scorer.scores(cross_tokens))
