@@ -47,14 +47,14 @@ LANGUAGES = ("auto", "zh", "en")
 # The composer's weights, from MAX_QUOTES to LOCAL_IDF: one setting for the bundled chapter and the
 # whole book, chosen by 5-fold cross-validation on the dev splits of both question sets
 # (eval/tools/cv.py; figures in eval/README.md).
-MAX_QUOTES = 3
+MAX_QUOTES = 2
 MAX_LIST = 8  # sentences of a quoted list, lead-in included
-SECTION_WEIGHT = 0.0  # how much a second section's lower score counts against its sentences
+SECTION_WEIGHT = 0.25  # how much a second section's lower score counts against its sentences
 # A sentence's dense share beside its word overlap: by question language, and "cross" for a
 # question answered from text in the other language (English on an untranslated chapter).
 SENTENCE_DENSE_WEIGHT = {"zh": 0.3, "en": 0.3, "cross": 0.3}
 KEEP_RATIO = 0.85  # further quotes must score at least this share of the best one (own scores)
-SECOND_SECTION_RATIO = 0.9  # a second section is quoted only when it scores close to the first
+SECOND_SECTION_RATIO = 0.95  # a second section is quoted only when it scores close to the first
 SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
 PAIR_WEIGHT = 0.5  # share of character-pair overlap beside word overlap (Chinese question, Chinese text)
 LOCAL_IDF = 0.5  # exponent of the within-candidates IDF factor of a question word (0: global IDF only)

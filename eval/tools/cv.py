@@ -91,7 +91,7 @@ class QuestionSet:
         s = A._sentences(self.r)
         quotes = [A._citation(s.recs[i], translated, self.r.title_en).to_dict() for i in chosen]
         ev = evidence_scores(quotes, q["evidence"])
-        first = bool(quotes) and any(A.same_section(quotes[0]["id"], x) for x in q["relevant"])
+        first = bool(quotes) and quotes[0]["id"] in q["relevant"]  # relevant ids are resolved (qualified)
         return {"hit": ev["hit"], "precision": ev["precision"] or 0.0, "first": float(first)}
 
 
