@@ -183,7 +183,7 @@ def is_anaphoric(question: str, lang: str) -> bool:
 # "{scope}" is what the index holds: one chapter, or a book (several chapters); see frames().
 SCOPES = {"zh": {"chapter": "本章", "book": "本书"}, "en": {"chapter": "chapter", "book": "book"}}
 FRAMES = {
-    "zh": {"answer": "{scope}在{sections}中这样回答：", "abstain": "{scope}没有涉及这个问题。",
+    "zh": {"answer": "{scope}在{sections}中这样回答：", "abstain": "{scope}中没有找到直接回答这个问题的内容。",
            "suggest": "可以看看最接近的章节：", "original": "原文", "suggested": "建议查看", "sources": "来源",
            "list_sep": "；", "sep": "",
            "unsupported": "请用中文或英文提问（{scope}只有中文原文和英文译文）。Please ask in Chinese or English."},
@@ -192,7 +192,7 @@ FRAMES = {
                          "{scope}, each with its Chinese original):",
            "cross": "The {scope} answers this in {sections} (quoted in the original Chinese; the chapter has "
                     "no English translation):",
-           "abstain": "The {scope} does not cover this.", "suggest": "The closest sections are:",
+           "abstain": "Nothing in the {scope} answers this directly.", "suggest": "The closest sections are:",
            "original": "Chinese original", "suggested": "Suggested sections", "sources": "Sources",
            "list_sep": "; ", "sep": " ",
            "unsupported": "Please ask in Chinese or English (the {scope} is in Chinese, with an English "

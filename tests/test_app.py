@@ -87,7 +87,7 @@ def test_gradio_client_respond(server):
     assert history[0]["role"] == "user" and history[-1]["role"] == "assistant"
     assert "§10\\.14" in history[-1]["content"] and "#src-m" in history[-1]["content"] and "<mark>" in sources
     history, sources = client.predict("How do I bake bread?", history, 5, "hybrid", "auto", api_name="/respond")
-    assert len(history) == 4 and "does not cover" in history[-1]["content"]
+    assert len(history) == 4 and "answers this directly" in history[-1]["content"]
     history, _ = client.predict("   ", [], 5, "hybrid", "auto", api_name="/respond")
     assert "empty" in history[-1]["content"]  # a clear message, not an exception
 
@@ -118,11 +118,11 @@ def test_abstained_message_names_what_the_index_holds(retriever, tmp_path):
     from rag.answer import answer
 
     chapter = SourcePanel(retriever).render_message(answer("今天天气怎么样？", retriever), "m1")
-    assert chapter.startswith("**本章没有涉及这个问题。**")
+    assert chapter.startswith("**本章中没有找到直接回答这个问题的内容。**")
     build_index(REPO / "tests" / "fixtures" / "two_chapters", tmp_path / "index", retriever.encoder)
     book = Retriever.load(tmp_path / "index")
     md = SourcePanel(book).render_message(answer("How do I bake bread?", book), "m2")
-    assert md.startswith("**The book does not cover this.**")
+    assert md.startswith("**Nothing in the book answers this directly.**")
 
 
 def test_chat_keeps_messages_and_passes_the_conversation(retriever, monkeypatch):
@@ -405,7 +405,7 @@ def test_browser_chat(server, browser):
     assert 0 <= top[0] < top[1] - 40 and top[2] > top[1], top  # the question is in view
     # A suggestion in a "not covered" reply opens its (collapsed) section.
     bread = ui.ask("How do I bake bread?")
-    assert "does not cover" in bread.inner_text()
+    assert "answers this directly" in bread.inner_text()
     link = bread.locator("a[href^='#src-']").first
     title = link.inner_text()
     link.click()
