@@ -227,7 +227,7 @@ def make_retriever(corpus: Corpus, store):
                     chapter=sections[i // CHUNKS_PER_SECTION].chapter) for i in range(corpus.n)]
     lexicon = {w: 10 for w in corpus.vocab["zh"]}
     index = LoadedIndex(Path("."), {"corpus": files}, chunks, sections, None, corpus.titles, [],
-                        np.zeros((0, D), np.float32), {}, Tokenizer(lexicon), [])
+                        np.zeros((0, D), np.float32), {}, Tokenizer(lexicon), [], None, [])
     return Retriever(index, encoder=None, store=store)
 
 
