@@ -235,8 +235,10 @@ def test_only_the_list_whose_cut_blocks_the_check_grows():
     every = {"dense": None, "title": None, ("lexical", "zh"): None, ("lexical", "en"): None}
     # dense 0.2 + 0.7·0.5 = 0.55: without the BM25 cut 0.2 passes; without the dense one 0.35 does not
     assert _blocking(exact, every, 0.2, 0.7, {"zh": 0.5}, 0.0) == [("lexical", "zh")]
-    # dense 0.25 + 0.7·0.05 = 0.285, + 0.4·0.1 title = 0.325: the title cut alone blocks
-    assert _blocking(exact, every, 0.25, 0.7, {"zh": 0.05}, 0.1) == ["title"]
+    # BM25 weighed by wl: dense 0.2 + 0.5·0.3 = 0.35; either cut alone taken as 0 passes (0.15, 0.2)
+    assert _blocking(exact, every, 0.2, 0.5, {"zh": 0.3}, 0.0) == ["dense", ("lexical", "zh")]
+    # dense 0.01 + 0.7·0.01 + 0.4·0.74 title = 0.313: only without the title cut does it pass
+    assert _blocking(exact, every, 0.01, 0.7, {"zh": 0.01}, 0.74) == ["title"]
     # two languages: the bound takes their larger cut, so dropping one alone does not pass; nor
     # does dropping the dense cut (0.35): every list with a cut grows
     assert sorted(map(str, _blocking(exact, every, 0.2, 0.7, {"zh": 0.5, "en": 0.4}, 0.0))) == \
