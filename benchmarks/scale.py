@@ -52,6 +52,10 @@ CHUNKS_PER_SECTION = 4
 SECTIONS_PER_FILE = 250
 VOCAB = 30_000
 TOPIC_WORDS = 300
+# The low-intrinsic-dimension generator ("lowdim"): each topic varies in its own RANK-dimensional
+# subspace, plus a little isotropic noise (see the module docstring for the calibration).
+RANK, SECTION_SPREAD, CHUNK_SPREAD, ISO_NOISE = 24, 1.0, 0.7, 0.3
+GENERATORS = ("isotropic", "lowdim")
 K1, B = 1.5, 0.75
 
 
@@ -95,9 +99,11 @@ def vocabularies(rng):
 class Corpus:
     """n chunks: vectors, per-language BM25 arrays, sections and title vectors, queries."""
 
-    def __init__(self, n: int, seed: int = 0):
+    def __init__(self, n: int, seed: int = 0, vectors: str = "isotropic"):
+        if vectors not in GENERATORS:
+            raise ValueError(f"unknown vector generator {vectors!r}; choose from {GENERATORS}")
         rng = np.random.default_rng(seed)
-        self.n = n
+        self.n, self.generator = n, vectors
         n_sec = n // CHUNKS_PER_SECTION
         n_topics = max(10, n // 1000)
         self.vocab = vocabularies(np.random.default_rng(1))
@@ -105,12 +111,21 @@ class Corpus:
         topic_c /= np.linalg.norm(topic_c, axis=1, keepdims=True)
         self.sec_topic = rng.integers(0, n_topics, n_sec)
         self.sec_lang = np.array(["zh", "en"])[(np.arange(n_sec) // SECTIONS_PER_FILE) % 2]
-        sec_c = self._noisy(topic_c[self.sec_topic], 0.8, rng)
+        if vectors == "lowdim":  # an orthonormal RANK-dimensional basis per topic
+            self.basis = np.stack([np.linalg.qr(rng.standard_normal((D, RANK)))[0] for _ in range(n_topics)]
+                                  ).astype(np.float32)
+            noisy = lambda c, t, spread: self._noisy_low(c, t, spread, rng)  # noqa: E731
+            spreads = (SECTION_SPREAD, CHUNK_SPREAD)
+        else:
+            noisy = lambda c, t, spread: self._noisy(c, spread, rng)  # noqa: E731
+            spreads = (0.8, 0.6)
+        sec_c = noisy(topic_c[self.sec_topic], self.sec_topic, spreads[0])
         self.titles = sec_c
         self.vectors = np.empty((n, D), dtype=np.float32)
         for s in range(0, n, 100_000):
             e = min(n, s + 100_000)
-            self.vectors[s:e] = self._noisy(sec_c[np.arange(s, e) // CHUNKS_PER_SECTION], 0.6, rng)
+            secs = np.arange(s, e) // CHUNKS_PER_SECTION
+            self.vectors[s:e] = noisy(sec_c[secs], self.sec_topic[secs], spreads[1])
         self.topic_c = topic_c
         self.sec_c = sec_c
         # topic vocabularies: 300 word ids per topic and language
@@ -120,7 +135,7 @@ class Corpus:
         self.bm25 = {lang: self._bm25(lang, rng) for lang in ("zh", "en")}
         # queries
         qs = rng.integers(0, n_sec, 200)
-        self.query_vectors = self._noisy(sec_c[qs], 0.6, rng)
+        self.query_vectors = noisy(sec_c[qs], self.sec_topic[qs], spreads[1])
         self.query_texts = []
         for s in qs:
             lang, t = self.sec_lang[s], self.sec_topic[s]
@@ -131,6 +146,19 @@ class Corpus:
     def _noisy(centres, scale, rng):
         """Unit vectors: centre + noise of norm ~scale (each coordinate N(0, scale^2/D))."""
         x = centres + np.float32(scale / np.sqrt(D)) * rng.standard_normal(centres.shape, dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x
+
+    def _noisy_low(self, centres, topics, spread, rng):
+        """Unit vectors: centre + a Gaussian of norm ~spread in its topic's RANK-dim subspace
+        + isotropic noise of norm ~ISO_NOISE."""
+        z = rng.standard_normal((len(centres), RANK), dtype=np.float32) * np.float32(spread / np.sqrt(RANK))
+        x = centres + np.float32(ISO_NOISE / np.sqrt(D)) * rng.standard_normal(centres.shape, dtype=np.float32)
+        order = np.argsort(topics, kind="stable")
+        bounds = np.searchsorted(topics[order], np.arange(len(self.basis) + 1))
+        for t in np.flatnonzero(np.diff(bounds)):
+            rows = order[bounds[t]:bounds[t + 1]]
+            x[rows] += z[rows] @ self.basis[t].T
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         return x
 
