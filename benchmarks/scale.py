@@ -56,7 +56,14 @@ TOPIC_WORDS = 300
 # subspace, plus a little isotropic noise (see the module docstring for the calibration).
 RANK, SECTION_SPREAD, CHUNK_SPREAD, ISO_NOISE = 24, 1.0, 0.7, 0.3
 GENERATORS = ("isotropic", "lowdim")
+# IVF-PQ: 16-byte OPQ codes alone, and 64-byte ones re-ranked with 8-bit scalar codes.
+IVF_KINDS = ("OPQ16,IVF{nlist},PQ16", "OPQ64,IVF{nlist},PQ64,Refine(SQ8)")
 K1, B = 1.5, 0.75
+
+
+# Index building and training may use several threads (OMP_NUM_THREADS); every query is timed
+# on one thread, as the server runs.
+BUILD_THREADS = int(os.environ.get("OMP_NUM_THREADS", "1"))
 
 
 def rss_mb() -> float:
@@ -141,6 +148,10 @@ class Corpus:
             lang, t = self.sec_lang[s], self.sec_topic[s]
             words = self._draw(t, int(rng.integers(2, 6)), rng)
             self.query_texts.append(" ".join(self.vocab[lang][w] for w in words))
+        # a second, separate set of 200 query vectors made the same way: what approximate
+        # indexes are tuned on (efSearch, nprobe), so that the measured queries are held out
+        ts = rng.integers(0, n_sec, 200)
+        self.tune_vectors = noisy(sec_c[ts], self.sec_topic[ts], spreads[1])
 
     @staticmethod
     def _noisy(centres, scale, rng):
@@ -304,15 +315,23 @@ def build_faiss(kind: str, xb: np.ndarray, train_n: int | None = None):
     return index
 
 
-def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool = False) -> list[dict]:
+def _grow_all(exact, growable, *_):
+    """The growth rule before issue 14's change: every incomplete list grows (for comparison)."""
+    return list(growable)
+
+
+def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool = False,
+        generator: str = "isotropic") -> list[dict]:
     import faiss
 
+    import rag.retriever as retriever_module
+    from rag.index import _faiss_index, tune_search
     from rag.store import FaissStore
 
     rows = []
     t = time.perf_counter()
-    corpus = Corpus(n)
-    log(f"n={n}: data generated in {time.perf_counter() - t:.1f} s, RSS {rss_mb()} MB")
+    corpus = Corpus(n, vectors=generator)
+    log(f"n={n} ({generator}): data generated in {time.perf_counter() - t:.1f} s, RSS {rss_mb()} MB")
     tmp = Path(tempfile.mkdtemp(prefix="rag-scale-"))
     try:
         t = time.perf_counter()
@@ -327,7 +346,8 @@ def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool
         exact.add(corpus.vectors)
         _, truth = exact.search(qv, 10)
 
-        def config(name, index, title_index, build_s, params=None):
+        def config(name, index, title_index, build_s, params=None, compare_growth=False):
+            faiss.omp_set_num_threads(1)
             store = FaissStore(index, lexical, corpus.titles, title_index)
             r = make_retriever(corpus, store)
             _, ids = index.search(qv, 10)
@@ -336,11 +356,37 @@ def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool
                 index.search(qv[i:i + 1], 100)
             dense_ms = 1000 * (time.perf_counter() - t) / len(qv)
             lat, tops = time_hybrid(r, corpus)
-            row = {"n": n, "store": "faiss", "index": name, **(params or {}), "build_s": round(build_s, 1),
-                   "bm25_build_s": round(bm25_s, 1), "disk_mb": round(disk_mb(index) + bm25_mb, 1),
-                   "rss_mb": rss_mb(), "recall@10": recall_at_10(ids, truth), "dense100_ms": round(dense_ms, 2),
+            row = {"n": n, "vectors": generator, "store": "faiss", "index": name, **(params or {}),
+                   "build_s": round(build_s, 1), "bm25_build_s": round(bm25_s, 1),
+                   "disk_mb": round(disk_mb(index) + bm25_mb, 1), "rss_mb": rss_mb(),
+                   "recall@10": recall_at_10(ids, truth), "dense100_ms": round(dense_ms, 2),
                    **{f"hybrid_{k}": v for k, v in lat.items()}}
+            if compare_growth:  # the same queries with every list grown when the check fails
+                saved = retriever_module._blocking
+                retriever_module._blocking = _grow_all
+                try:
+                    old, old_tops = time_hybrid(r, corpus)
+                finally:
+                    retriever_module._blocking = saved
+                row.update({"grow_all_p50_ms": old["p50_ms"], "grow_all_p95_ms": old["p95_ms"],
+                            "grow_all_max_chunks_scored": old["max_chunks_scored"]})
+                assert old_tops == tops, "both growth rules must give the same (exact) ranking"
+            faiss.omp_set_num_threads(BUILD_THREADS)
             return row, tops
+
+        def tuned(index, kind, name):
+            """Tune as `rag build` does (section titles as queries), then what the benchmark's queries need."""
+            search = tune_search(index, kind, corpus.vectors, corpus.tune_vectors)
+            need = None
+            for value in (16, 32, 64, 128, 256, 512, 1024) if name == "efSearch" else (1, 2, 4, 8, 16, 32, 64, 128, 256):
+                faiss.ParameterSpace().set_index_parameter(index, name, value)
+                _, ids = index.search(qv, 10)
+                if recall_at_10(ids, truth) >= (0.95 if name == "efSearch" else 0.90):
+                    need = value
+                    break
+            faiss.ParameterSpace().set_index_parameter(index, name, search[name])
+            return {name: search[name], f"{name}_titles_recall@10": search["recall@10"],
+                    f"{name}_for_queries": need}
 
         # Flat: the exact baseline (its titles: the matrix product)
         row, flat_tops = config("Flat", exact, None, 0.0)
@@ -350,47 +396,42 @@ def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool
         rows.append(row)
         log("ROW " + json.dumps(row))
 
-        # HNSW: M and efSearch, the smallest settings with recall@10 >= 0.95
-        for m in () if skip_hnsw else ((16,) if n >= 1_000_000 else (16, 32)):  # 1M: one build (minutes on one core)
+        # HNSW as `rag build --index-type HNSWm` makes it (efConstruction 80, efSearch tuned on the
+        # section titles to recall@10 >= 0.95); the row also says what efSearch the queries needed.
+        for m in () if skip_hnsw else ((32,) if n >= 1_000_000 else (16, 32)):
+            kind = f"HNSW{m}"
             t = time.perf_counter()
-            hnsw = build_faiss(f"HNSW{m}", corpus.vectors)
+            hnsw = _faiss_index(corpus.vectors, kind)
             build_s = time.perf_counter() - t
-            log(f"  HNSW{m} built in {build_s:.1f} s")
-            for ef in (16, 32, 64, 128, 256, 512):
-                hnsw.hnsw.efSearch = ef
-                _, ids = hnsw.search(qv, 10)
-                if recall_at_10(ids, truth) >= 0.95:
-                    break
-            titles = build_faiss(f"HNSW{m}", corpus.titles)
-            titles.hnsw.efSearch = ef
-            row, tops = config(f"HNSW{m}", hnsw, titles, build_s, {"efSearch": ef})
+            params = {"efConstruction": int(hnsw.hnsw.efConstruction), **tuned(hnsw, kind, "efSearch")}
+            log(f"  {kind} built in {build_s:.1f} s: {params}")
+            titles = _faiss_index(corpus.titles, kind)
+            titles.hnsw.efSearch = hnsw.hnsw.efSearch
+            row, tops = config(kind, hnsw, titles, build_s, params, compare_growth=True)
             row["hybrid_top5_vs_flat"] = agreement(tops, flat_tops)
             rows.append(row)
             log("ROW " + json.dumps(row))
             del hnsw, titles
             gc.collect()
 
-        # IVF-PQ: nlist = sqrt(n)·2, trained on 40 vectors per list (FAISS's minimum is 39); nprobe tuned to recall@10 >= 0.90
-        nlist = int(2 * np.sqrt(n)) if n < 1_000_000 else 1000  # 1M: bounded training time
-        # PQ codes alone (64 bytes a vector) do not reach recall@10 0.90 on 512-d vectors; the
-        # SQ8 refinement (512 bytes a vector) re-ranks 4x the candidates.
-        for kind in () if skip_ivf else (f"IVF{nlist},PQ64,Refine(SQ8)",):
+        # IVF-PQ with an OPQ rotation: nlist = 2·sqrt(n) (1000 at 1M), trained on 64 vectors per
+        # list (at most 100k; OPQ and k-means on one core), nprobe tuned like rag build does.
+        nlist = int(2 * np.sqrt(n)) if n < 1_000_000 else 1000
+        train_n = min(n, 64 * nlist, 100_000)
+        for kind in () if skip_ivf else IVF_KINDS:
+            kind = kind.format(nlist=nlist)
             t = time.perf_counter()
-            ivf = build_faiss(kind, corpus.vectors, train_n=min(n, 40 * nlist))
-            build_s = time.perf_counter() - t
-            log(f"  {kind} built in {build_s:.1f} s")
+            ivf = build_faiss(kind, corpus.vectors, train_n=train_n)
             if "Refine" in kind:
                 # (index_factory already returns the IndexRefine; rebinding a downcast wrapper
                 # would free the index under it)
-                ivf.k_factor = 4  # re-rank 4x the candidates with the SQ8 codes
-            for nprobe in (1, 2, 4, 8, 16, 32, 64, 128, 256):
-                faiss.extract_index_ivf(ivf).nprobe = nprobe
-                _, ids = ivf.search(qv, 10)
-                if recall_at_10(ids, truth) >= 0.90:
-                    break
-            titles = build_faiss(f"HNSW32", corpus.titles)
-            titles.hnsw.efSearch = 128
-            row, tops = config(kind, ivf, titles, build_s, {"nprobe": nprobe, "train_n": min(n, 40 * nlist)})
+                ivf.k_factor = 4  # re-rank 4x the candidates with the refinement codes
+            build_s = time.perf_counter() - t
+            params = {**tuned(ivf, kind, "nprobe"), "train_n": train_n}
+            log(f"  {kind} built in {build_s:.1f} s: {params}")
+            titles = _faiss_index(corpus.titles, "HNSW32")
+            tune_search(titles, "HNSW32", corpus.titles, corpus.tune_vectors)
+            row, tops = config(kind, ivf, titles, build_s, params)
             row["hybrid_top5_vs_flat"] = agreement(tops, flat_tops)
             rows.append(row)
             log("ROW " + json.dumps(row))
@@ -425,6 +466,7 @@ def run_qdrant(corpus: Corpus, tmp: Path, flat_tops, log) -> dict:
             for i, toks in zip(ids, corpus.doc_tokens(lang)):
                 tokens[i] = toks
     chunks = [type("C", (), {"lang": str(l), "section": str(i // CHUNKS_PER_SECTION)})() for i, l in enumerate(corpus.chunk_lang)]
+    (tmp / "index").mkdir(exist_ok=True)
     t = time.perf_counter()
     record = create_qdrant(str(tmp / "qdrant"), tmp / "index", chunks, corpus.vectors, tokens, vocabs, K1, B,
                            [f"f{(i // CHUNKS_PER_SECTION) // SECTIONS_PER_FILE:04d}" for i in range(corpus.n)])
@@ -432,24 +474,26 @@ def run_qdrant(corpus: Corpus, tmp: Path, flat_tops, log) -> dict:
     store = QdrantStore(str(tmp / "qdrant"), record["collection"], record["points"], vocabs, corpus.titles)
     r = make_retriever(corpus, store)
     lat, tops = time_hybrid(r, corpus)
-    row = {"n": corpus.n, "store": "qdrant-local", "index": "exact (local mode)", "build_s": round(build_s, 1),
+    row = {"n": corpus.n, "vectors": corpus.generator, "store": "qdrant-local", "index": "exact (local mode)", "build_s": round(build_s, 1),
            "disk_mb": dir_mb(tmp / "qdrant"), "rss_mb": rss_mb(), "recall@10": 1.0,
            **{f"hybrid_{k}": v for k, v in lat.items()}, "hybrid_top5_vs_flat": agreement(tops, flat_tops)}
     log("ROW " + json.dumps(row))
     return row
 
 
-def bench_scale(max_n: int = 100_000, qdrant_max_n: int = 10_000, log=print, skip_ivf: bool = False) -> list[dict]:
+def bench_scale(max_n: int = 100_000, qdrant_max_n: int = 10_000, log=print, skip_ivf: bool = False,
+                generators=GENERATORS) -> list[dict]:
     import faiss
 
-    faiss.omp_set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    faiss.omp_set_num_threads(BUILD_THREADS)
     rows = []
     for n in (10_000, 100_000, 1_000_000):
         if n > max_n:
-            rows.append({"n": n, "skipped": f"--max-n {max_n}; run benchmarks/scale.py --max-n {n} "
-                                            "on a machine with >= 16 GB free (takes ~15 min on one core)"})
+            rows.append({"n": n, "skipped": f"--max-n {max_n}; run benchmarks/scale.py --only-n {n} "
+                                            "on a machine with >= 16 GB free (see the module docstring)"})
             continue
-        rows.extend(run(n, qdrant=n <= qdrant_max_n, log=log, skip_ivf=skip_ivf))
+        for generator in generators:
+            rows.extend(run(n, qdrant=n <= qdrant_max_n, log=log, skip_ivf=skip_ivf, generator=generator))
     return rows
 
 
@@ -460,19 +504,26 @@ def main():
     p.add_argument("--qdrant-max-n", type=int, default=10_000)
     p.add_argument("--skip-ivf", action="store_true", help="no IVF-PQ rows (training takes minutes on one core)")
     p.add_argument("--skip-hnsw", action="store_true", help="no HNSW rows")
+    p.add_argument("--vectors", default=",".join(GENERATORS),
+                   help=f"vector generators, comma-separated (default both: {','.join(GENERATORS)})")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "scale_results.json")
     args = p.parse_args()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    generators = [g for g in args.vectors.split(",") if g]
+    if not generators or set(generators) - set(GENERATORS):
+        p.error(f"--vectors takes {', '.join(GENERATORS)} (comma-separated)")
     if args.only_n:
         import faiss
 
-        faiss.omp_set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        rows = run(args.only_n, qdrant=args.only_n <= args.qdrant_max_n, log=log, skip_ivf=args.skip_ivf,
-                   skip_hnsw=args.skip_hnsw)
+        faiss.omp_set_num_threads(BUILD_THREADS)
+        rows = [row for g in generators for row in run(args.only_n, qdrant=args.only_n <= args.qdrant_max_n, log=log,
+                                                       skip_ivf=args.skip_ivf, skip_hnsw=args.skip_hnsw, generator=g)]
     else:
-        rows = bench_scale(args.max_n, args.qdrant_max_n, log, args.skip_ivf)
+        rows = bench_scale(args.max_n, args.qdrant_max_n, log, args.skip_ivf, generators)
     previous = json.loads(args.out.read_text()) if args.out.exists() else []
-    keep = [r for r in previous if r["n"] not in {x["n"] for x in rows if "skipped" not in x}]
+    done = {(x["n"], x.get("vectors")) for x in rows if "skipped" not in x}
+    keep = [r for r in previous if (r["n"], r.get("vectors", "isotropic")) not in done and
+            not ("skipped" in r and any(n == r["n"] for n, _ in done))]
     args.out.write_text(json.dumps(sorted(keep + rows, key=lambda r: r["n"]), indent=1) + "\n")
     print(json.dumps(rows, indent=1))
 

@@ -120,7 +120,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     tokenize = Tokenizer(lexicon)
     vectors = _encode_all(encoder, texts, progress, "chunks", titles.shape[1])
     index = _faiss_index(vectors, index_type)
-    search = tune_search(index, index_type, vectors, titles)
+    search = tune_search(index, index_type, vectors, sentence_vectors)
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         with _build_lock(index_dir):
@@ -422,8 +422,8 @@ def search_parameter(index_type: str) -> str | None:
 
 def tune_search(index, index_type: str, vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict:
     """The smallest efSearch (HNSW) or nprobe (IVF) whose recall@k against an exact search reaches
-    SEARCH_TARGETS, measured on queries (at most 200, evenly spaced; `rag build` uses the section
-    titles: short texts like questions). Leaves the index set to it; {} for exact indexes.
+    SEARCH_TARGETS, measured on queries (at most 200, evenly spaced; `rag build` uses the corpus's
+    sentences: short texts like questions). Leaves the index set to it; {} for exact indexes.
 
     Returns {"efSearch" or "nprobe": value, "recall@10": measured, "queries": how many} (and
     "efConstruction" for HNSW): the manifest's "search" record, applied again by load_index.

@@ -236,7 +236,7 @@ class Retriever:
             if key in self.section_index:
                 boosted[self.section_index[key]] = amount
         # every chunk of a boosted section is a candidate, so its score is exact
-        boosted_chunks = np.flatnonzero(boosted[self._chunk_section] != 0)
+        boosted_chunks = np.flatnonzero(boosted[self._chunk_section] != 0) if boost else np.zeros(0, np.int64)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
         if in_chapters is not None:

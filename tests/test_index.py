@@ -169,7 +169,7 @@ def _clustered(n, d=32, seed=0):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("index_type", ["HNSW8", "IVF32,Flat", "OPQ8,IVF32,PQ8"])
+@pytest.mark.parametrize("index_type", ["HNSW8", "IVF32,Flat", "OPQ8,IVF32,PQ8x4"])
 def test_tune_search_picks_the_smallest_setting_that_reaches_the_target(index_type):
     import faiss
 
