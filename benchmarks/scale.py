@@ -2,31 +2,50 @@
 through `Retriever.retrieve`, on synthetic corpora of 10k / 100k / 1M chunks.
 
     .venv/bin/python benchmarks/run.py --only-scale [--max-n 100000] [--qdrant-max-n 100000]
-    .venv/bin/python benchmarks/scale.py --max-n 1000000      # the 1M row (see below)
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/scale.py --only-n 1000000 --skip-ivf   # the 1M rows
+    .venv/bin/python benchmarks/scale.py --calibrate book-index   # the generators beside real vectors
 
-The 1M row needs ~12 GB of RAM and ~15 min of one core (most of it building HNSW and training
-IVF-PQ); on a bigger machine run it with OMP_NUM_THREADS set to the cores you have. Latencies are
-single-threaded (one BLAS/OpenMP thread per query, as the server runs).
+The 1M rows need ~12 GB of RAM; building HNSW32 and training IVF-PQ take most of the time, on
+OMP_NUM_THREADS threads (set it to your cores). Every query is timed on one thread (one
+BLAS/OpenMP thread per query, as the server runs), whatever OMP_NUM_THREADS says.
 
 Synthetic data (encoding 1M real chunks would take hours), documented because it decides what
-HNSW and IVF look like:
-- vectors: d=512 unit vectors from a mixture of topics. Each topic has a centre c_t (standard
-  normal); a section of 4 chunks draws a section centre c_t + 0.8·g, each chunk c_s + 0.6·g'
-  (g, g' standard normal scaled to norm ~1, then normalized; cos(chunk, section) ~0.86,
-  cos(section, topic) ~0.78): chunks of a section are closer to each other than
-  to their topic, topics are far apart, like embedded text. 1000 topics at 1M (n/1000, at least
-  10). Pure Gaussian vectors (no clusters) make HNSW look bad and IVF meaningless; a few tight
-  clusters make everything look good.
+HNSW and IVF look like. Every size runs with both vector generators (`--vectors`), and every
+row says which:
+- vectors, "isotropic" (the original generator): d=512 unit vectors from a mixture of topics.
+  Each topic has a centre c_t (standard normal); a section of 4 chunks draws a section centre
+  c_t + 0.8·g, each chunk c_s + 0.6·g' (g, g' standard normal scaled to norm ~1, then
+  normalized; cos(chunk, section) ~0.86, cos(section, topic) ~0.78). n/1000 topics (at least
+  10). Clustered, but inside a topic the noise fills all 512 dimensions, so the ~1000 chunks of
+  a topic are nearly equidistant from a query: the hard case for a graph index.
+- vectors, "lowdim" (clustered, low intrinsic dimension): the same hierarchy, but each topic
+  varies only in its own random 24-dimensional subspace (section centre c_t + 1.0·U_t z, chunk
+  c_s + 0.7·U_t z', z standard normal of norm ~1 in R^24) plus isotropic noise of norm ~0.3 at
+  each level, then normalized. Its parameters were chosen so that, at the book's size, its
+  statistics sit on those of the real USE vectors of the whole book's 2,096 chunks
+  (`--calibrate`, measured 2026-11-29; median over points):
+
+      vectors (2,096)            PCA comps for 50/80/90% var   cos to neighbour 1/10/100   MLE intrinsic dim (k=20)
+      book, USE multilingual     32 / 108 / 176                0.739 / 0.563 / 0.417       14.0
+      lowdim                     36 / 116 / 172                0.700 / 0.546 / 0.333       13.8
+      isotropic                  30 / 196 / 300                0.747 / 0.500 / 0.451       16.1
+
+  At 2k points both generators look like the book in their nearest neighbours; the isotropic one
+  spreads its variance over many more directions (300 components for 90% against the book's 176),
+  and that difference grows with the number of chunks per topic. Real text at 1M chunks is not
+  available here, so neither generator is "the" answer: both are reported.
 - text: bilingual. A file holds 250 sections of one language (zh or en, alternating). Each chunk
   has 30-120 tokens: 60% from its topic's 300-word vocabulary (Zipf-weighted), 40% from the
   language's whole vocabulary (Zipf, exponent 1.0): 30k Chinese words from jieba's dictionary
   (the most frequent two- to four-character words, stop words removed) and 30k English
   pseudo-words (stable under the Snowball stemmer). BM25 (Lucene, k1=1.5, b=0.75) per language,
   written in bm25s's array format with numpy (checked against bm25s itself at 10k).
-- queries: 200, each from a random section: its section centre + 0.6·g (like a chunk of it), and
-  2-5 words from its topic's vocabulary (plus background words), in the section's language.
-  Query text goes through the real tokenizer; the query vector is given (the encoder's ~2.5 ms
-  is measured on the chapter, docs/PERFORMANCE.md).
+- queries: 200, each from a random section: a vector drawn like a chunk of it, and 2-5 words
+  from its topic's vocabulary (plus background words), in the section's language. Query text
+  goes through the real tokenizer; the query vector is given (the encoder's ~2.5 ms is measured
+  on the chapter, docs/PERFORMANCE.md). A second set of 200 query vectors, drawn the same way,
+  is what efSearch and nprobe are tuned on (`rag.index.tune_search`, as `rag build` tunes on the
+  corpus's sentences), so the measured queries are held out.
 - section titles: one vector per section (its centre), in an index of the same kind.
 """
 
@@ -159,6 +178,23 @@ class Corpus:
         x = centres + np.float32(scale / np.sqrt(D)) * rng.standard_normal(centres.shape, dtype=np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         return x
+
+    @classmethod
+    def vectors_only(cls, n: int, generator: str, seed: int = 0) -> np.ndarray:
+        """n chunk vectors of a generator with 10 topics (for --calibrate at a real corpus's size)."""
+        rng = np.random.default_rng(seed)
+        self = cls.__new__(cls)
+        topic_c = rng.standard_normal((10, D), dtype=np.float32)
+        topic_c /= np.linalg.norm(topic_c, axis=1, keepdims=True)
+        sec_topic = rng.integers(0, 10, -(-n // CHUNKS_PER_SECTION))
+        if generator == "lowdim":
+            self.basis = np.stack([np.linalg.qr(rng.standard_normal((D, RANK)))[0] for _ in range(10)]
+                                  ).astype(np.float32)
+            sec_c = self._noisy_low(topic_c[sec_topic], sec_topic, SECTION_SPREAD, rng)
+            secs = np.arange(n) // CHUNKS_PER_SECTION
+            return self._noisy_low(sec_c[secs], sec_topic[secs], CHUNK_SPREAD, rng)
+        sec_c = self._noisy(topic_c[sec_topic], 0.8, rng)
+        return self._noisy(sec_c[np.arange(n) // CHUNKS_PER_SECTION], 0.6, rng)
 
     def _noisy_low(self, centres, topics, spread, rng):
         """Unit vectors: centre + a Gaussian of norm ~spread in its topic's RANK-dim subspace
@@ -445,6 +481,38 @@ def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool
     return rows
 
 
+def calibrate(index_dir: Path, log=print) -> list[dict]:
+    """Statistics of a built index's chunk vectors beside both generators' at the same size."""
+    import faiss
+
+    from rag.index import version_dir
+
+    stored = faiss.read_index(str(version_dir(index_dir) / "vectors.faiss"))
+    real = stored.reconstruct_n(0, stored.ntotal)
+    rows = [{"vectors": f"{index_dir} ({len(real)} chunks)", **vector_stats(real)}]
+    for generator in GENERATORS:
+        rows.append({"vectors": generator, **vector_stats(Corpus.vectors_only(len(real), generator))})
+    for row in rows:
+        log(json.dumps(row))
+    return rows
+
+
+def vector_stats(x: np.ndarray) -> dict:
+    """PCA components for 50/80/90% of the variance, median cosine to the 1st/10th/100th
+    neighbour, median MLE intrinsic dimension over 20 neighbours (Levina-Bickel)."""
+    centred = x - x.mean(0)
+    var = np.linalg.svd(centred, compute_uv=False) ** 2
+    cum = np.cumsum(var) / var.sum()
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    sims = -np.sort(-sims, axis=1)
+    dist = np.sqrt(np.maximum(2 - 2 * sims[:, :20], 1e-12))
+    mle = 1 / np.mean(np.log(dist[:, -1:] / dist[:, :-1]), axis=1)
+    return {"pca_50_80_90": [int(np.searchsorted(cum, q)) + 1 for q in (0.5, 0.8, 0.9)],
+            "neighbour_cos_1_10_100": [round(float(np.median(sims[:, i])), 3) for i in (0, 9, 99)],
+            "mle_intrinsic_dim": round(float(np.median(mle)), 1)}
+
+
 def run_qdrant(corpus: Corpus, tmp: Path, flat_tops, log) -> dict:
     import warnings
 
@@ -506,9 +574,14 @@ def main():
     p.add_argument("--skip-hnsw", action="store_true", help="no HNSW rows")
     p.add_argument("--vectors", default=",".join(GENERATORS),
                    help=f"vector generators, comma-separated (default both: {','.join(GENERATORS)})")
+    p.add_argument("--calibrate", type=Path, metavar="INDEX_DIR",
+                   help="only print the statistics of a built index's vectors beside both generators'")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "scale_results.json")
     args = p.parse_args()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.calibrate:
+        calibrate(args.calibrate, log)
+        return
     generators = [g for g in args.vectors.split(",") if g]
     if not generators or set(generators) - set(GENERATORS):
         p.error(f"--vectors takes {', '.join(GENERATORS)} (comma-separated)")
