@@ -5,7 +5,7 @@ through `Retriever.retrieve`, on synthetic corpora of 10k / 100k / 1M chunks.
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/scale.py --only-n 1000000 --skip-ivf   # the 1M rows
     .venv/bin/python benchmarks/scale.py --calibrate book-index   # the generators beside real vectors
 
-The 1M rows need ~12 GB of RAM; building HNSW32 and training IVF-PQ take most of the time, on
+The 1M rows need ~9 GB of RAM (~21 min here without IVF-PQ); building HNSW32 and training IVF-PQ take most of the time, on
 OMP_NUM_THREADS threads (set it to your cores). Every query is timed on one thread (one
 BLAS/OpenMP thread per query, as the server runs), whatever OMP_NUM_THREADS says.
 
