@@ -400,8 +400,11 @@ def _faiss_index(vectors: np.ndarray, index_type: str):
 # a graph built with 40 stops short of recall@10 0.95 at any efSearch (benchmarks/scale.py,
 # docs/PERFORMANCE.md); 80 reaches it at 1M with a build a few tens of percent longer.
 HNSW_EF_CONSTRUCTION = 80
-# Approximate indexes are tuned at build to these recall@10 targets against an exact search.
+# Approximate indexes are tuned at build to these recall@10 targets against an exact search, plus
+# a margin for the sampling noise of 200 tuning queries (at 1M, tuning to exactly 0.95 measured
+# 0.950 on the tuning queries and 0.944 on held-out ones: benchmarks/scale.py).
 SEARCH_TARGETS = {"efSearch": 0.95, "nprobe": 0.90}
+TUNING_MARGIN = 0.01
 _LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
 
@@ -422,7 +425,7 @@ def search_parameter(index_type: str) -> str | None:
 
 def tune_search(index, index_type: str, vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict:
     """The smallest efSearch (HNSW) or nprobe (IVF) whose recall@k against an exact search reaches
-    SEARCH_TARGETS, measured on queries (at most 200, evenly spaced; `rag build` uses the corpus's
+    SEARCH_TARGETS + TUNING_MARGIN, measured on queries (at most 200, evenly spaced; `rag build` uses the corpus's
     sentences: short texts like questions). Leaves the index set to it; {} for exact indexes.
 
     Returns {"efSearch" or "nprobe": value, "recall@10": measured, "queries": how many} (and
@@ -448,7 +451,7 @@ def tune_search(index, index_type: str, vectors: np.ndarray, queries: np.ndarray
         params.set_index_parameter(index, name, value)
         _, ids = index.search(q, k)
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth)]))
-        if recall >= SEARCH_TARGETS[name]:
+        if recall >= SEARCH_TARGETS[name] + TUNING_MARGIN:
             break
     out = {name: int(value), "recall@10": round(recall, 3), "queries": len(q)}
     graph = _hnsw(index)

@@ -173,7 +173,7 @@ def _clustered(n, d=32, seed=0):
 def test_tune_search_picks_the_smallest_setting_that_reaches_the_target(index_type):
     import faiss
 
-    from rag.index import SEARCH_TARGETS, _faiss_index, search_parameter, tune_search
+    from rag.index import SEARCH_TARGETS, TUNING_MARGIN, _faiss_index, search_parameter, tune_search
 
     x, q = _clustered(3000), _clustered(100, seed=1)
     index = _faiss_index(x, index_type)
@@ -191,8 +191,9 @@ def test_tune_search_picks_the_smallest_setting_that_reaches_the_target(index_ty
     assert set(got) >= {name, "recall@10", "queries"} and got["queries"] == 100
     assert got["recall@10"] == pytest.approx(recall(got[name]), abs=1e-3)
     floor = 16 if name == "efSearch" else 1
-    if got["recall@10"] >= SEARCH_TARGETS[name]:  # the smallest: one step less misses the target
-        assert got[name] == floor or recall(got[name] // 2) < SEARCH_TARGETS[name]
+    target = SEARCH_TARGETS[name] + TUNING_MARGIN
+    if got["recall@10"] >= target:  # the smallest: one step less misses the target
+        assert got[name] == floor or recall(got[name] // 2) < target
     else:  # missed even at the largest setting (all lists for IVF): said so by the recall recorded
         assert name == "nprobe" and got[name] == 32
     if name == "efSearch":
