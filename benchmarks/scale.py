@@ -301,8 +301,9 @@ def make_retriever(corpus: Corpus, store):
                     start=0, end=0, text="", lang=str(corpus.chunk_lang[i]),
                     chapter=sections[i // CHUNKS_PER_SECTION].chapter) for i in range(corpus.n)]
     lexicon = {w: 10 for w in corpus.vocab["zh"]}
-    index = LoadedIndex(Path("."), {"corpus": files}, chunks, sections, None, corpus.titles, [],
-                        np.zeros((0, D), np.float32), {}, Tokenizer(lexicon), [], None, [])
+    index = LoadedIndex(path=Path("."), manifest={"corpus": files}, chunks=chunks, sections=sections, vectors=None,
+                        titles=corpus.titles, sentences=[], sentence_vectors=np.zeros((0, D), np.float32), bm25={},
+                        tokenize=Tokenizer(lexicon), glossary=[], bm25_titles_en=None, duplicates=[])
     return Retriever(index, encoder=None, store=store)
 
 
