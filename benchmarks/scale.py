@@ -5,9 +5,10 @@ through `Retriever.retrieve`, on synthetic corpora of 10k / 100k / 1M chunks.
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/scale.py --only-n 1000000 --skip-ivf   # the 1M rows
     .venv/bin/python benchmarks/scale.py --calibrate book-index   # the generators beside real vectors
 
-The 1M rows need ~9 GB of RAM (~21 min here without IVF-PQ); building HNSW32 and training IVF-PQ take most of the time, on
-OMP_NUM_THREADS threads (set it to your cores). Every query is timed on one thread (one
-BLAS/OpenMP thread per query, as the server runs), whatever OMP_NUM_THREADS says.
+The 1M rows need ~9 GB of RAM (~21 min here for both generators, without IVF-PQ); building
+HNSW32 and training IVF-PQ take most of the time, on OMP_NUM_THREADS threads (set it to your
+cores). Every query is timed on one thread (one BLAS/OpenMP thread per query, as the server
+runs), whatever OMP_NUM_THREADS says.
 
 Synthetic data (encoding 1M real chunks would take hours), documented because it decides what
 HNSW and IVF look like. Every size runs with both vector generators (`--vectors`), and every
@@ -412,10 +413,11 @@ def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool
             return row, tops
 
         def tuned(index, kind, name):
-            """Tune as `rag build` does (on held-out queries: tune_vectors), then what the measured queries need."""
+            """Tune as `rag build` does (on the held-out tune_vectors), then what the measured queries need."""
             search = tune_search(index, kind, corpus.vectors, corpus.tune_vectors)
             need = None
-            for value in (16, 32, 64, 128, 256, 512, 1024) if name == "efSearch" else (1, 2, 4, 8, 16, 32, 64, 128, 256):
+            ladder = (16, 32, 64, 128, 256, 512, 1024) if name == "efSearch" else (1, 2, 4, 8, 16, 32, 64, 128, 256)
+            for value in ladder:
                 faiss.ParameterSpace().set_index_parameter(index, name, value)
                 _, ids = index.search(qv, 10)
                 if recall_at_10(ids, truth) >= (0.95 if name == "efSearch" else 0.90):

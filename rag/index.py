@@ -398,7 +398,7 @@ def _faiss_index(vectors: np.ndarray, index_type: str):
 
 # HNSW graphs are built with efConstruction 80 (FAISS's default is 40): on clustered 512-d vectors
 # a graph built with 40 stops short of recall@10 0.95 at any efSearch (benchmarks/scale.py,
-# docs/PERFORMANCE.md); 80 reaches it at 1M with a build a few tens of percent longer.
+# docs/ARCHITECTURE.md); 80 reaches it at 1M with a build 10-30% longer.
 HNSW_EF_CONSTRUCTION = 80
 # Approximate indexes are tuned at build to these recall@10 targets against an exact search, plus
 # a margin for the sampling noise of 200 tuning queries (at 1M, tuning to exactly 0.95 measured
@@ -425,8 +425,9 @@ def search_parameter(index_type: str) -> str | None:
 
 def tune_search(index, index_type: str, vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict:
     """The smallest efSearch (HNSW) or nprobe (IVF) whose recall@k against an exact search reaches
-    SEARCH_TARGETS + TUNING_MARGIN, measured on queries (at most 200, evenly spaced; `rag build` uses the corpus's
-    sentences: short texts like questions). Leaves the index set to it; {} for exact indexes.
+    SEARCH_TARGETS + TUNING_MARGIN, measured on queries (at most 200, evenly spaced; `rag build`
+    uses the corpus's sentences: short texts like questions). Leaves the index set to it; {} for
+    exact indexes. When no setting reaches it, the largest is kept and the recall says so.
 
     Returns {"efSearch" or "nprobe": value, "recall@10": measured, "queries": how many} (and
     "efConstruction" for HNSW): the manifest's "search" record, applied again by load_index.

@@ -6,8 +6,8 @@ candidate cut are unknown but bounded by the cut, so after fusing, the top k sec
 checked against the best score anything outside the candidates could reach (a threshold
 algorithm). If the check fails, the N of the lists whose cut blocks it grows fourfold (see
 `_blocking`) and the search repeats; once an N covers the corpus its list is complete. The
-ranking is therefore the one a full scan gives (a test compares them over both question sets), at a cost that grows with N and the postings of the
-query's words, not with the corpus.
+ranking is therefore the one a full scan gives (a test compares them over both question
+sets), at a cost that grows with N and the postings of the query's words, not with the corpus.
 """
 
 from __future__ import annotations
