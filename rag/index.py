@@ -161,13 +161,14 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         titles[longer] = _encode_all(encoder, [paths[i] for i in longer], progress, "heading paths", titles.shape[1])
     vectors = _encode_all(encoder, texts, progress, "chunks", titles.shape[1])
     index = _faiss_index(vectors, index_type)
+    search = tune_search(index, index_type, vectors, sentence_vectors)
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         with _build_lock(index_dir):
             manifest = _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path,
                                       glossary, chunks, sections, sentences, tokenize, lexical_texts, lexicon, index,
                                       vectors, titles, sentence_vectors, report, store_kind, store_location,
-                                      (en_titles, duplicates, word_translations))
+                                      (en_titles, duplicates, word_translations), search)
     except OSError as e:
         raise RagError(f"cannot write the index at {index_dir} ({e.strerror or e}). The previous index, if any, "
                        "is unchanged. Free some disk space, or build into a writable directory with "
@@ -179,11 +180,12 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
 def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path, glossary, chunks,
                    sections, sentences, tokenize, texts, lexicon, index, vectors, titles, sentence_vectors,
                    report, store_kind: str = "faiss", store_location: str | None = None,
-                   english=((), ())) -> dict:
+                   english=((), (), {}), search: dict | None = None) -> dict:
     """Write a new version directory and point CURRENT at it (call with the build lock held).
 
     texts: what BM25 indexes of each chunk (its heading path and text, normalized).
     english: (English titles, near-duplicate pairs, word translations), see toc.py and dedup.py.
+    search: the approximate index's tuned search parameter (`tune_search`); none for Flat.
     """
     import faiss
 
@@ -244,6 +246,7 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
             "package_version": __version__,
             "encoder": {"id": encoder.id, "dim": int(vectors.shape[1])},
             "index_type": index_type,
+            **({"search": search} if search else {}),
             "store": store_record,
             "chunking": {"max_chars": max_chars},
             "corpus_dir": os.path.relpath(corpus_dir.resolve(), index_dir.resolve().parent),
@@ -434,6 +437,9 @@ def _faiss_index(vectors: np.ndarray, index_type: str):
 
     try:
         index = faiss.index_factory(vectors.shape[1], index_type, faiss.METRIC_INNER_PRODUCT)
+        graph = _hnsw(index)
+        if graph is not None:
+            graph.efConstruction = max(HNSW_EF_CONSTRUCTION, graph.efConstruction)
         if not index.is_trained:
             index.train(vectors)
         index.add(vectors)
@@ -445,6 +451,81 @@ def _faiss_index(vectors: np.ndarray, index_type: str):
         raise RagError(f"FAISS index type {index_type!r} does not work for {len(vectors)} vectors "
                        f"({first}). Use 'Flat' for small corpora, or e.g. 'HNSW32'.") from None
     return index
+
+
+# HNSW graphs are built with efConstruction 80 (FAISS's default is 40): on clustered 512-d vectors
+# a graph built with 40 stops short of recall@10 0.95 at any efSearch (benchmarks/scale.py,
+# docs/ARCHITECTURE.md); 80 reaches it at 1M with a build 10-30% longer.
+HNSW_EF_CONSTRUCTION = 80
+# Approximate indexes are tuned at build to these recall@10 targets against an exact search, plus
+# a margin for the sampling noise of 200 tuning queries (at 1M, tuning to exactly 0.95 measured
+# 0.950 on the tuning queries and 0.944 on held-out ones: benchmarks/scale.py).
+SEARCH_TARGETS = {"efSearch": 0.95, "nprobe": 0.90}
+TUNING_MARGIN = 0.01
+_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def _hnsw(index):
+    """The HNSW graph of an HNSW index (also under a transform such as OPQ/PCA), else None."""
+    import faiss
+
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
+    return getattr(inner, "hnsw", None)
+
+
+def search_parameter(index_type: str) -> str | None:
+    """The query-time knob of a FAISS index type: nprobe (IVF), efSearch (HNSW), None (exact)."""
+    return "nprobe" if "IVF" in index_type else "efSearch" if "HNSW" in index_type else None
+
+
+def tune_search(index, index_type: str, vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict:
+    """The smallest efSearch (HNSW) or nprobe (IVF) whose recall@k against an exact search reaches
+    SEARCH_TARGETS + TUNING_MARGIN, measured on queries (at most 200, evenly spaced; `rag build`
+    uses the corpus's sentences: short texts like questions). Leaves the index set to it; {} for
+    exact indexes. When no setting reaches it, the largest is kept and the recall says so.
+
+    Returns {"efSearch" or "nprobe": value, "recall@10": measured, "queries": how many} (and
+    "efConstruction" for HNSW): the manifest's "search" record, applied again by load_index.
+    """
+    import faiss
+
+    name = search_parameter(index_type)
+    if name is None or index.ntotal == 0:
+        return {}
+    if len(queries) == 0:
+        queries = vectors
+    q = np.ascontiguousarray(queries[np.linspace(0, len(queries) - 1, min(200, len(queries))).astype(int)],
+                             dtype=np.float32)
+    k = min(k, index.ntotal)
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(q, k)
+    ladder = [v for v in _LADDER if v >= 16] if name == "efSearch" else \
+        [v for v in _LADDER if v < faiss.extract_index_ivf(index).nlist] + [faiss.extract_index_ivf(index).nlist]
+    params = faiss.ParameterSpace()
+    for value in ladder:
+        params.set_index_parameter(index, name, value)
+        _, ids = index.search(q, k)
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth)]))
+        if recall >= SEARCH_TARGETS[name] + TUNING_MARGIN:
+            break
+    out = {name: int(value), "recall@10": round(recall, 3), "queries": len(q)}
+    graph = _hnsw(index)
+    if graph is not None:
+        out["efConstruction"] = int(graph.efConstruction)
+    return out
+
+
+def apply_search(index, search: dict) -> None:
+    """Set a loaded index's search parameter to the one its manifest records."""
+    import faiss
+
+    params = faiss.ParameterSpace()
+    for name in ("efSearch", "nprobe"):
+        if name in search:
+            params.set_index_parameter(index, name, int(search[name]))
 
 
 def _sha256(data: bytes) -> str:
@@ -574,6 +655,15 @@ def _manifest_problem(m) -> str | None:
                                                and isinstance(store.get("collection"), str) and store["collection"]
                                                and is_int(store.get("points")))):
         return "'store' must be {'kind': 'faiss'} or {'kind': 'qdrant', 'location', 'collection', 'points'}"
+    search = m.get("search", {})  # optional: approximate indexes only (tune_search)
+    if not isinstance(search, dict) or set(search) - {"efSearch", "nprobe", "efConstruction", "recall@10", "queries"} \
+            or not all(is_int(search[key], 1) for key in ("efSearch", "nprobe", "efConstruction", "queries")
+                       if key in search) \
+            or ("recall@10" in search and not (isinstance(search["recall@10"], (int, float))
+                                               and not isinstance(search["recall@10"], bool)
+                                               and 0 <= search["recall@10"] <= 1)) \
+            or (search and sum(key in search for key in ("efSearch", "nprobe")) != 1):
+        return "'search' must hold one positive 'efSearch' or 'nprobe' (and efConstruction, queries, recall@10 in [0, 1])"
     for name, rec in m["corpus"].items():
         if not relative(name) or not isinstance(rec, dict) \
                 or not isinstance(rec.get("sha256"), str) or not _SHA.fullmatch(rec["sha256"]) \
@@ -656,6 +746,7 @@ def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> Loade
             sentences = [json.loads(line) for line in f]
         sentence_vectors = np.load(files_dir / "sentence_vectors.npy", allow_pickle=False).astype(np.float32)
         vectors = faiss.read_index(str(files_dir / "vectors.faiss"))
+        apply_search(vectors, manifest.get("search", {}))
         bm25 = {p.name: BM25Scorer(p) for p in sorted((files_dir / "bm25").iterdir())}
         tokenize = Tokenizer(load_lexicon(files_dir / "lexicon.txt"))
         glossary = read_glossary(files_dir / GLOSSARY_FILE)

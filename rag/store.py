@@ -109,7 +109,7 @@ class FaissStore(_TitleMatrix):
         super().__init__(titles, title_index)
         self.vectors = vectors
         self._lexical = lexical
-        self._last = (None, None)  # the last query's postings, so lexical_scores does not re-read them
+        self._last = {}  # per language: the last query's postings, so lexical_scores does not re-read them
         try:  # IVF indexes reconstruct a vector only with a direct map
             import faiss
 
@@ -135,12 +135,12 @@ class FaissStore(_TitleMatrix):
         return self.vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64)) @ qv[0]
 
     def _matches(self, lang: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        key, value = self._last
-        if key != (lang, tuple(tokens)):
+        key, value = self._last.get(lang, (None, None))
+        if key != tuple(tokens):
             scorer, global_ids = self._lexical[lang]
             docs, scores = scorer.matches(tokens)
             value = (global_ids[docs], scores)
-            self._last = ((lang, tuple(tokens)), value)
+            self._last[lang] = (tuple(tokens), value)
         return value
 
     def lexical(self, lang: str, tokens: list[str], n: int) -> Ranked:

@@ -229,3 +229,57 @@ def test_chapter_filter_ranks_like_a_full_scan(book_retriever, tiny_candidates, 
             got = candidates(r, q, mode, 5, chapters=chapters)
             assert all(key.split("/")[0] in chapters for key, _, _ in got)
             same(r, got, full_scan(r, q, mode, 5, chapters=chapters))
+
+
+def test_only_the_list_whose_cut_blocks_the_check_grows():
+    """_blocking takes a list's cut as 0 with the weights the bound uses (wd·dense, wl·BM25 per
+    language, the title cut as the check weighs it) and grows only the lists that alone unblock it."""
+    from rag.retriever import _blocking
+
+    def exact(chunk_bound, t_cut):  # a check that passes when the weighted cuts sum below 0.3
+        return chunk_bound + 0.4 * t_cut < 0.3
+
+    every = {"dense": None, "title": None, ("lexical", "zh"): None, ("lexical", "en"): None}
+    # dense 0.2 + 0.7·0.5 = 0.55: without the BM25 cut 0.2 passes; without the dense one 0.35 does not
+    assert _blocking(exact, every, 0.2, 0.7, {"zh": 0.5}, 0.0) == [("lexical", "zh")]
+    # BM25 weighed by wl: dense 0.2 + 0.5·0.3 = 0.35; either cut alone taken as 0 passes (0.15, 0.2)
+    assert _blocking(exact, every, 0.2, 0.5, {"zh": 0.3}, 0.0) == ["dense", ("lexical", "zh")]
+    # dense 0.01 + 0.7·0.01 + 0.4·0.74 title = 0.313: only without the title cut does it pass
+    assert _blocking(exact, every, 0.01, 0.7, {"zh": 0.01}, 0.74) == ["title"]
+    # two languages: the bound takes their larger cut, so dropping one alone does not pass; nor
+    # does dropping the dense cut (0.35): every list with a cut grows
+    assert sorted(map(str, _blocking(exact, every, 0.2, 0.7, {"zh": 0.5, "en": 0.4}, 0.0))) == \
+        sorted(map(str, ["dense", ("lexical", "zh"), ("lexical", "en")]))
+    # a list already complete (not growable) is never grown, even if it has the blocking cut
+    assert _blocking(exact, {"dense": None}, 0.2, 0.7, {"zh": 0.5}, 0.0) == ["dense"]
+    # no cut above 0 (a tie at the k-th score): every incomplete list grows, as before
+    assert _blocking(lambda *_: False, every, 0.0, 0.7, {}, 0.0) == list(every)
+
+
+def test_growing_only_blocking_lists_asks_for_fewer_candidates(synthetic_retriever, monkeypatch):
+    """Against growing every list (the old rule): the same exact rankings, no list asked for more
+    candidates, fewer in all (at the default first N; from N=1 see docs/PERFORMANCE.md)."""
+    r = synthetic_retriever
+    asked = {}
+    for name in ("dense", "lexical", "titles"):
+        real = getattr(r.store, name)
+
+        def spy(*args, _real=real, _name=name):
+            asked[_name] = asked.get(_name, 0) + args[-1]
+            return _real(*args)
+
+        monkeypatch.setattr(r.store, name, spy)
+
+    def run():
+        asked.clear()
+        return [candidates(r, q, "hybrid", 5) for q in QUESTIONS], dict(asked)
+
+    new, new_asked = run()
+    monkeypatch.setattr(retriever_module, "_blocking", lambda exact, growable, *_: list(growable))
+    old, old_asked = run()
+    for got, want in zip(new, old):
+        same(r, got, want)
+    for q, got in zip(QUESTIONS[::5], new[::5]):
+        same(r, got, full_scan(r, q, "hybrid", 5))
+    assert all(new_asked[s] <= old_asked[s] for s in old_asked), (new_asked, old_asked)
+    assert sum(new_asked.values()) < sum(old_asked.values()), (new_asked, old_asked)

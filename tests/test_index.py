@@ -201,3 +201,66 @@ def test_chapter_titles_are_each_chapters_first_top_heading(tmp_path, fake_encod
     committed = load_index(REPO / "index")
     assert [committed.chapter_title("ch10", lang) for lang in ("zh", "en")] == ["第十章 迁移学习",
                                                                                 "Chapter 10 Transfer Learning"]
+
+
+def _clustered(n, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, d)).astype(np.float32)
+    x = centres[rng.integers(0, 20, n)] + 0.5 * rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("index_type", ["HNSW8", "IVF32,Flat", "OPQ8,IVF32,PQ8x4"])
+def test_tune_search_picks_the_smallest_setting_that_reaches_the_target(index_type):
+    import faiss
+
+    from rag.index import SEARCH_TARGETS, TUNING_MARGIN, _faiss_index, search_parameter, tune_search
+
+    x, q = _clustered(3000), _clustered(100, seed=1)
+    index = _faiss_index(x, index_type)
+    got = tune_search(index, index_type, x, q)
+    name = search_parameter(index_type)
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    _, truth = exact.search(q, 10)
+
+    def recall(value):
+        faiss.ParameterSpace().set_index_parameter(index, name, value)
+        _, ids = index.search(q, 10)
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)])
+
+    assert set(got) >= {name, "recall@10", "queries"} and got["queries"] == 100
+    assert got["recall@10"] == pytest.approx(recall(got[name]), abs=1e-3)
+    floor = 16 if name == "efSearch" else 1
+    target = SEARCH_TARGETS[name] + TUNING_MARGIN
+    if got["recall@10"] >= target:  # the smallest: one step less misses the target
+        assert got[name] == floor or recall(got[name] // 2) < target
+    else:  # missed even at the largest setting (all lists for IVF): said so by the recall recorded
+        assert name == "nprobe" and got[name] == 32
+    if name == "efSearch":
+        assert got["efConstruction"] == 80
+
+
+def test_hnsw_index_is_searched_with_the_efsearch_of_its_manifest(tmp_path, small_corpus, fake_encoder):
+    index = tmp_path / "hnsw"
+    m = build_index(small_corpus, index, fake_encoder, index_type="HNSW8")
+    assert m["search"]["efSearch"] == 16 and m["search"]["recall@10"] == 1.0 and m["search"]["efConstruction"] == 80
+    assert load_index(index).vectors.hnsw.efSearch == 16
+    path = version_dir(index) / "manifest.json"
+    edited = json.loads(path.read_text())
+    edited["search"]["efSearch"] = 300
+    path.write_text(json.dumps(edited))
+    assert load_index(index).vectors.hnsw.efSearch == 300
+    assert "search" not in json.loads((version_dir(REPO / "index") / "manifest.json").read_text())  # Flat: none
+
+
+@pytest.mark.parametrize("search", [{"efSearch": 0}, {"efSearch": "64"}, {"efSearch": 64, "nprobe": 4},
+                                    {"recall@10": 0.9}, {"efSearch": 64, "recall@10": 1.5}, {"efSearch": 64, "x": 1},
+                                    [64]])
+def test_a_malformed_search_record_is_a_damaged_index(built, search):
+    path = version_dir(built) / "manifest.json"
+    m = json.loads(path.read_text())
+    m["search"] = search
+    path.write_text(json.dumps(m))
+    with pytest.raises(DamagedIndexError, match="'search' must"):
+        load_index(built)
