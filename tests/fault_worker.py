@@ -12,7 +12,7 @@ build's steps show there without any hook in the code: `.tmp-*` created (it star
 version), `v-<id>` renamed into place (publish begins), `.CURRENT-<pid>` created (the pointer is
 written), `CURRENT` renamed over (the swap). Calibration builds time these markers under the same
 load; then half the killed builds die at a time drawn uniformly over the whole calibrated build
-(start to exit), and half at a marker drawn uniformly plus a uniform share of the gap to the next one,
+(start to exit), and half at a marker (each in turn) plus a uniform share of the gap to the next one,
 so the short publish steps get kills too. After each kill the frozen directory says where the kill
 actually landed (see `landed`), which is what the histogram counts.
 """
@@ -182,8 +182,11 @@ def _snapshot(paths: list[Path]) -> dict[str, str]:
 
 
 def campaign(work: Path, rounds: int, base: Path = REPO / "corpus", seed: int = 2026, calibrate_every: int = 25,
-             log=print) -> dict:
-    """Rounds of killed and concurrent builds while two readers load and search; returns the figures."""
+             calibration_builds: int = 3, fixed_window: bool = False, log=print) -> dict:
+    """Rounds of killed and concurrent builds while two readers load and search; returns the figures.
+
+    fixed_window: the old way, for comparison: every single build killed at 0.2x-1.2x of one build timed
+    before the readers started (no calibration under load, no markers)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     rng = random.Random(seed)
     corpora = variants(base, work)
@@ -206,6 +209,9 @@ def campaign(work: Path, rounds: int, base: Path = REPO / "corpus", seed: int = 
     guard = _snapshot(guarded)
 
     watch = DirWatch(index)
+    if fixed_window:
+        marks, _ = run_build(corpora[-1], index, env, watch)
+        med = {"exit": marks["exit"]}
     stop = work / "stop"
     readers = [subprocess.Popen([*WORKER, "read", str(index), str(stop), str(work / f"read{i}.txt")], env=env)
                for i in range(2)]
@@ -221,8 +227,8 @@ def campaign(work: Path, rounds: int, base: Path = REPO / "corpus", seed: int = 
     try:
         time.sleep(1.0)  # readers running: calibrate under their load
         for n in range(rounds):
-            if n % calibrate_every == 0:  # time the markers of whole builds under the current load
-                for _ in range(3 if n == 0 else 1):
+            if not fixed_window and n % calibrate_every == 0:  # time the markers of whole builds under the current load
+                for _ in range(calibration_builds if n == 0 else 1):
                     marks, rc = run_build(corpora[nxt % len(corpora)], index, env, watch)
                     nxt += 1
                     fig["calibration builds"] += 1
@@ -240,11 +246,14 @@ def campaign(work: Path, rounds: int, base: Path = REPO / "corpus", seed: int = 
                 fig["concurrent builds"] += 2
                 fig["failed builds"] += sum(p.wait(timeout=300) != 0 for p in procs)
             else:
-                if n % 2 == 0:  # a time uniform over the whole build
+                if fixed_window:
+                    kill = ("start", rng.uniform(0.2, 1.2) * med["exit"])
+                    planned["0.2x-1.2x of a build timed before the readers"] += 1
+                elif n % 2 == 0:  # a time uniform over the whole build
                     kill = ("start", rng.uniform(0, med["exit"]))
                     planned["uniform over the build"] += 1
                 else:  # a marker, then a uniform share of the gap to the next step
-                    i = rng.randrange(len(MARKERS))
+                    i = (n // 2) % len(MARKERS)  # each marker in turn
                     nxt_t = med[MARKERS[i + 1]] if i + 1 < len(MARKERS) else med["exit"]
                     kill = (MARKERS[i], rng.uniform(0, max(nxt_t - med[MARKERS[i]], 0)))
                     planned[f"at marker {MARKERS[i]}"] += 1
@@ -288,6 +297,7 @@ def campaign(work: Path, rounds: int, base: Path = REPO / "corpus", seed: int = 
     leftovers = sorted(p.name for p in index.iterdir() if p.name.startswith((".tmp-", ".CURRENT-")))
     versions = [p.name for p in index.iterdir() if VERSION.fullmatch(p.name)]
     return {"rounds": rounds, "seconds": round(time.perf_counter() - t_start),
+            "kill window": "fixed 0.2x-1.2x" if fixed_window else "adaptive",
             "calibrated_marker_seconds": {m: round(t, 3) for m, t in med.items()},
             **dict(fig), "reads": len(reads), "reader errors": len(errors), "wrong reads": len(wrong),
             "kills landed": {p: hist[p] for p in PHASES}, "kills planned": dict(planned),
