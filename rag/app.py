@@ -8,7 +8,8 @@
 
 Questions are shown as text. Answers and sources render the corpus's markdown (emphasis, tables,
 math with KaTeX) but never raw HTML: corpus text is HTML-escaped, and Gradio sanitises the rest.
-Chat, per-answer sources and ratings live in the browser (gr.BrowserState): a reload keeps them.
+Chat, per-answer sources and ratings live in the browser (gr.BrowserState): a reload keeps them. The
+page sends them with every question, so they are kept to the last 100 turns and CHAT_BUDGET bytes.
 """
 
 import hashlib
