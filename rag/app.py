@@ -8,7 +8,8 @@
 
 Questions are shown as text. Answers and sources render the corpus's markdown (emphasis, tables,
 math with KaTeX) but never raw HTML: corpus text is HTML-escaped, and Gradio sanitises the rest.
-Chat, per-answer sources and ratings live in the browser (gr.BrowserState): a reload keeps them.
+Chat, per-answer sources and ratings live in the browser (gr.BrowserState): a reload keeps them. The
+page sends them with every question, so they are kept to the last 100 turns and CHAT_BUDGET bytes.
 """
 
 import hashlib
@@ -39,8 +40,14 @@ EXAMPLES = ["什么是负迁移？产生负迁移的原因有哪些？", "多任
             "What are the challenges of end-to-end deep learning?"]
 # The book writes math as $...$ and $$...$$ (\( \) would also catch escaped parentheses in questions).
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
-MAX_MESSAGES = 200  # chat messages kept in the browser (the oldest go first)
-HISTORY_TURNS = 3  # previous turns passed to answer() for follow-up questions
+# The chat lives in the browser and goes with every question (the page's calls are limited to 1 MB), so it
+# is kept to at most MAX_MESSAGES messages and CHAT_BUDGET bytes of JSON; the oldest turns go first and
+# the chat then opens with a note saying how many. Follow-ups need only the previous turn.
+MAX_MESSAGES = 200
+CHAT_BUDGET = 512 * 1024
+HISTORY_TURNS = 1  # previous turns passed to answer(): it resolves a follow-up against the last one
+DROPPED_NOTE = ("*{n} earlier question(s) and answer(s) are no longer shown: the chat keeps the most recent "
+                "ones. Follow-up questions still use the previous answer. 较早的 {n} 轮问答已不再显示（对话只保留最近的内容）。*")
 CSS = """
 .gradio-container, .gradio-container * { font-family: "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC",
   "Microsoft YaHei", system-ui, sans-serif; }
@@ -320,10 +327,36 @@ def previous_turns(store: dict) -> list[dict]:
     return turns[-HISTORY_TURNS:]
 
 
+def chat_bytes(store: dict) -> int:
+    """The size of the chat as the page sends it with a question (JSON, UTF-8)."""
+    return len(json.dumps(store, ensure_ascii=False).encode("utf-8"))
+
+
+def trimmed(chat: list[dict], meta: dict, dropped: int = 0) -> dict:
+    """The store for chat and meta: the oldest turns (question + answer) dropped while there are more than
+    MAX_MESSAGES messages or CHAT_BUDGET bytes (never the newest turn); `dropped` counts them."""
+    def store():
+        live = set(re.findall(r"#src-(m[0-9a-f]+)-", json.dumps(chat, ensure_ascii=False)))
+        return {"chat": chat, "meta": {k: v for k, v in meta.items() if k in live}, "dropped": dropped}
+
+    st = store()
+    while len(chat) > 2 and (len(chat) > MAX_MESSAGES or chat_bytes(st) > CHAT_BUDGET):
+        chat, dropped = chat[2:], dropped + 1
+        st = store()
+    return st
+
+
+def shown(store: dict) -> list[dict]:
+    """The chat as the page shows it: opened by a note when older turns were dropped."""
+    n = store.get("dropped", 0)
+    return ([{"role": "assistant", "content": DROPPED_NOTE.format(n=n)}] if n else []) + list(store.get("chat", []))
+
+
 def ask_in_chat(panel: SourcePanel, message, store: dict, k=5, mode="hybrid", lang="auto", chapters=None):
-    """One question in a chat: the new store (chat messages + per-message data) and the new message's id
-    (None for an error message). The conversation so far goes to answer(), so follow-ups follow it."""
-    chat, meta = list(store.get("chat", [])), dict(store.get("meta", {}))
+    """One question in a chat: the new store (chat messages, per-message data, how many of the oldest turns
+    were dropped) and the new message's id (None for an error message). The previous turn goes to answer(),
+    so follow-ups follow it."""
+    chat, meta, dropped = list(store.get("chat", [])), dict(store.get("meta", {})), store.get("dropped", 0)
     try:
         a = answer(message, panel.r, lang=lang, k=int(k), mode=mode, chapters=list(chapters) if chapters else None,
                    history=previous_turns(store))
@@ -331,14 +364,12 @@ def ask_in_chat(panel: SourcePanel, message, store: dict, k=5, mode="hybrid", la
         msg = str(e) if isinstance(e, RagError) else f"bad input ({e}). Type a question."
         chat += [{"role": "user", "content": md_escape(str(message or ""))},
                  {"role": "assistant", "content": f"**error:** {md_escape(msg)}"}]
-        return {"chat": chat[-MAX_MESSAGES:], "meta": meta}, None
+        return trimmed(chat, meta, dropped), None
     mid = "m" + secrets.token_hex(6)
     meta[mid] = answer_meta(a, mid, panel.index_hash)
     chat += [{"role": "user", "content": md_escape(a.question)},
              {"role": "assistant", "content": panel.render_message(a, mid)}]
-    chat = chat[-MAX_MESSAGES:]
-    live = set(re.findall(r"#src-(m[0-9a-f]+)-", json.dumps(chat, ensure_ascii=False)))
-    return {"chat": chat, "meta": {k_: v for k_, v in meta.items() if k_ in live}}, mid
+    return trimmed(chat, meta, dropped), mid
 
 
 def build_ui(r: Retriever, feedback_path: Path):
@@ -350,8 +381,12 @@ def build_ui(r: Retriever, feedback_path: Path):
     def respond(message: str, history: list[dict] | None = None, k: int = 5, mode: str = "hybrid",
                 lang: str = "auto") -> tuple[list[dict], str]:
         """Answer a question: returns the chat history with the answer, and the answer's sources (markdown)."""
-        store, mid = ask_in_chat(panel, message, {"chat": list(history or [])}, k, mode, lang)
-        return store["chat"], panel.render_sources(store["meta"][mid]) if mid else ""
+        history = list(history or [])
+        first = history[0] if history and isinstance(history[0], dict) else {}
+        note = re.fullmatch(r"\*(\d+) earlier question.*", str(first.get("content", "")))
+        store = {"chat": history[1:], "dropped": int(note.group(1))} if note else {"chat": history}
+        store, mid = ask_in_chat(panel, message, store, k, mode, lang)
+        return shown(store), panel.render_sources(store["meta"][mid]) if mid else ""
 
     title = (f"## {panel.chapter_title(r.chapters[0], 'zh')} — 问答 Q&A" if not panel.multi else
              f"## 问答 Q&A — {len(r.chapters)} 章 chapters")
@@ -359,7 +394,7 @@ def build_ui(r: Retriever, feedback_path: Path):
         gr.Markdown(title + "\n\nAsk in Chinese or English. Answers quote the book and cite its sections; click a "
                     "citation to read the section. 问中文或英文皆可，回答引用原文并注明章节，点击引用可查看原文。")
         # Encrypted with a per-process secret unless RAG_STATE_SECRET is set (replicas must share one).
-        store = gr.BrowserState({"chat": [], "meta": {}}, storage_key="rag-chat",
+        store = gr.BrowserState({"chat": [], "meta": {}, "dropped": 0}, storage_key="rag-chat",
                                 secret=os.environ.get("RAG_STATE_SECRET") or None)
         pending = gr.State(None)  # the message whose 👎 waits for a reason
         with gr.Row(equal_height=False):
@@ -397,7 +432,7 @@ def build_ui(r: Retriever, feedback_path: Path):
 
         def submit(message, st, k_, mode_, lang_, chapters_):
             st, mid = ask_in_chat(panel, message, st or {}, k_, mode_, lang_, chapters_)
-            return st["chat"], panel.render_sources(st["meta"][mid]) if mid else "", "", st
+            return shown(st), panel.render_sources(st["meta"][mid]) if mid else "", "", st
 
         ev = dict(fn=submit, inputs=[box, store, k, mode, lang, chapters], outputs=[chat, sources, box, store],
                   api_visibility="private")
@@ -421,12 +456,12 @@ def build_ui(r: Retriever, feedback_path: Path):
             meta = st.get("meta", {})
             if not st.get("chat"):  # nothing to restore: leave alone a question asked meanwhile
                 return gr.update(), gr.update()
-            return st["chat"], panel.render_sources(list(meta.values())[-1]) if meta else ""
+            return shown(st), panel.render_sources(list(meta.values())[-1]) if meta else ""
 
         demo.load(restore, [store], [chat, sources], api_visibility="private")
 
         def clear():  # the one clear behaviour: the "new chat" button and the chat's trash icon
-            return [], "", {"chat": [], "meta": {}}, None, gr.update(visible=False), ""
+            return [], "", {"chat": [], "meta": {}, "dropped": 0}, None, gr.update(visible=False), ""
 
         for trigger in (new_chat.click, chat.clear):
             trigger(clear, None, [chat, sources, store, pending, why_box, note], api_visibility="private")
@@ -580,7 +615,7 @@ class Guard:
             if declared <= DRAIN_LIMIT:  # read and drop it, so the client gets to read the answer
                 await _drain(receive)
             return await _json(send, 413, f"the request body is {declared} bytes; the limit is {limit}. "
-                               "Send a shorter question.")
+                               + _too_big_advice(path))
         body, more = [], True
         size = 0
         while more and scope["method"] not in ("GET", "HEAD"):
@@ -594,7 +629,7 @@ class Guard:
                 if more:
                     await _drain(receive, DRAIN_LIMIT - size)
                 return await _json(send, 413, f"the request body is over the limit of {limit} bytes. "
-                                   "Send a shorter question.")
+                                   + _too_big_advice(path))
         data = b"".join(body)
         replayed = False
 
@@ -634,6 +669,17 @@ class Guard:
             await send(message)
 
         await self.app(scope, replay, send_json_errors)
+
+
+def _too_big_advice(path: str) -> str:
+    """What to do about a body over the limit, by route."""
+    if path == "/api/ask":
+        return ("Send a shorter question, and as history only the previous turn or two: a follow-up is resolved "
+                "against the last turn alone, and a turn needs only its question and citations "
+                '(e.g. {"question": "...", "history": [{"question": "...", "citations": [{"id": "ch10/10.14"}]}]}).')
+    if path.startswith("/api/"):
+        return "Send a shorter question."
+    return "The chat sent with this question is too long: start a new chat with the 'New chat' button."
 
 
 async def _drain(receive, budget: int = 0) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, http, serving
-from rag.app import SourcePanel, _marked_md, anchor, ask_in_chat, md_escape
+from rag.app import (CHAT_BUDGET, PAGE_BODY_LIMIT, SourcePanel, _marked_md, anchor, ask_in_chat, chat_bytes, md_escape,
+                     shown)
 from rag.feedback import append_feedback, feedback_record, message_feedback_record
 
 ARTIFACTS = REPO / "artifacts" / "screenshots"
@@ -90,6 +91,10 @@ def test_gradio_client_respond(server):
     assert len(history) == 4 and "answers this directly" in history[-1]["content"]
     history, _ = client.predict("   ", [], 5, "hybrid", "auto", api_name="/respond")
     assert "empty" in history[-1]["content"]  # a clear message, not an exception
+    # a chat that had its oldest turns dropped comes back with its note, which is not taken for a turn
+    note = {"role": "assistant", "content": "*7 earlier question(s) and answer(s) are no longer shown: ...*"}
+    history, _ = client.predict("什么是负迁移？", [note], 5, "hybrid", "auto", api_name="/respond")
+    assert len(history) == 3 and history[0]["content"].startswith("*7 earlier question")
 
 
 def test_script_in_a_question_is_text(server):
@@ -153,6 +158,42 @@ def test_chat_keeps_messages_and_passes_the_conversation(retriever, monkeypatch)
     # a question in another language is told what to do (not "the chapter does not cover this")
     store, _ = ask_in_chat(panel, "転移学習とは何ですか", {})
     assert "Please ask in Chinese or English" in store["chat"][-1]["content"]
+
+
+def test_a_chat_of_400_turns_keeps_answering(retriever):
+    """The chat goes with every question and the page's calls are limited to 1 MB: 100 turns of long answers
+    were over it (the old code refused this chat from turn 97 on). Now the oldest turns go and the chat says so."""
+    panel = SourcePanel(retriever)
+    question = "What are the kinds of transfer learning?"  # a long answer: 10.8 KB a turn (the old code: turn 97)
+    store, largest = {}, 0
+    for n in range(400):
+        body = json.dumps({"data": [question, store, 5, "hybrid", "auto", []]}, ensure_ascii=False).encode()
+        largest = max(largest, len(body))
+        assert len(body) < PAGE_BODY_LIMIT, (n, len(body))  # what the page sends with the question
+        store, mid = ask_in_chat(panel, question, store)
+        assert mid and store["meta"][mid]["cited"], n
+        assert chat_bytes(store) <= CHAT_BUDGET
+    assert largest > CHAT_BUDGET // 2  # the budget, not the message count, is what held it
+    kept = len(store["chat"]) // 2
+    assert store["dropped"] == 400 - kept and 10 <= kept < 100
+    # every message still shown has its sources; the chat opens with a note saying how many turns went
+    assert len(store["meta"]) == kept
+    view = shown(store)
+    assert view[0]["role"] == "assistant" and f"{400 - kept} earlier question" in view[0]["content"]
+    assert view[1:] == store["chat"] and shown({"chat": [], "meta": {}}) == []
+    # follow-ups still follow the previous turn
+    store, _ = ask_in_chat(panel, "端到端深度学习是什么？", store)
+    store, m = ask_in_chat(panel, "它的缺点呢？", store)
+    assert store["meta"][m]["cited"][:1] == ["ch10/10.13"] and store["dropped"] > 400 - kept
+
+
+def test_api_ask_with_an_oversized_history_says_what_to_do(server):
+    turn = {"question": "什么是负迁移？", "answer": "负迁移" * 200, "citations": [{"id": "ch10/10.14"}]}
+    status, body = http(server["url"] + "/api/ask", {"question": "产生的原因呢？", "history": [turn] * 60})
+    assert status == 413 and "history only the previous turn" in body["error"], body
+    # the same follow-up with only the last turn is answered
+    status, body = http(server["url"] + "/api/ask", {"question": "产生的原因呢？", "history": [turn]})
+    assert status == 200 and body["citations"][0]["section"] == "10.14", body
 
 
 def test_marks_keep_markdown_structure_and_escape_html():

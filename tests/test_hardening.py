@@ -493,7 +493,10 @@ def test_uploads_are_refused(server):
 
 def test_request_body_limit(server):
     status, payload = http(server["url"] + "/api/ask", raw=b'{"question": "' + b"a" * 70_000 + b'"}')
-    assert status == 413 and "limit" in payload["error"]
+    assert status == 413 and "limit" in payload["error"] and "shorter question" in payload["error"]
+    # The page's calls carry the chat: over 1 MB, the error says to start a new chat.
+    status, payload = http(server["url"] + "/gradio_api/queue/join", raw=b'{"data": ["' + b"a" * 1_100_000 + b'"]}')
+    assert status == 413 and "start a new chat" in payload["error"]
     # Without Content-Length (chunked), the limit holds too.
     chunked = b"".join(b"%x\r\n%s\r\n" % (8192, b"a" * 8192) for _ in range(10)) + b"0\r\n\r\n"
     out = raw_request(server["url"], b"POST /api/ask HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
