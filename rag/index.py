@@ -21,7 +21,8 @@
       word_translations.tsv  English word <TAB> Chinese word, learned from the corpus's aligned pairs (wordalign.py)
 
       .lock           held (fcntl) by a build while it writes; readers never take it
-      .tmp-*/         a build being written (removed by the next build if its builder died)
+      .tmp-*/         a build being written, marked by a .rag-build file (removed by the next
+                      build if its builder died; a .tmp-* directory without the mark is left alone)
 
 A build writes a new version directory and then replaces CURRENT with one rename, so a reader
 sees the old index or the new one at every instant, never a mix, and an interrupted build
@@ -191,11 +192,8 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
 
     en_titles, duplicates, word_translations = english
 
-    for p in index_dir.glob(".tmp-*"):  # builds that died: the lock says no build is running
-        shutil.rmtree(p, ignore_errors=True)
-    for p in index_dir.glob(".CURRENT-*"):
-        p.unlink(missing_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=index_dir))
+    _remove_dead_builds(index_dir)  # the lock says no build is running
+    tmp = _work_dir(index_dir)
     try:
         tmp.chmod(0o755)
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8", newline="\n") as f:
@@ -256,7 +254,7 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
             "counts": build_counts(sections, chunks, sentences),
             "warnings": report.to_dict(),
             "files": {p.relative_to(tmp).as_posix(): _sha256(p.read_bytes())
-                      for p in sorted(tmp.rglob("*")) if p.is_file()},
+                      for p in sorted(tmp.rglob("*")) if p.is_file() and p != tmp / _WORK_MARK},
         }
         text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
         (tmp / "manifest.json").write_text(text, encoding="utf-8")
@@ -267,11 +265,12 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
         version = "v-" + _sha256(json.dumps({k: v for k, v in manifest.items() if k != "corpus_dir"},
                                             sort_keys=True).encode())[:16]
         target = index_dir / version
+        (tmp / _WORK_MARK).unlink()  # from here the directory is a version, not a build's work
         if target.is_dir() and _same_files(tmp, target):
             shutil.rmtree(tmp)
         else:
             if target.is_dir():  # that version damaged or edited since: readers of it fail anyway
-                old = Path(tempfile.mkdtemp(prefix=".tmp-", dir=index_dir))
+                old = _work_dir(index_dir)
                 os.rename(target, old / version)
                 os.rename(tmp, target)
                 shutil.rmtree(old, ignore_errors=True)
@@ -287,9 +286,35 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
     os.replace(pointer, index_dir / CURRENT)
     _fsync(index_dir)
     for p in index_dir.glob("v-*"):  # keep the new version and the one readers may still be reading
-        if p.name not in (version, previous) and _VERSION.fullmatch(p.name):
+        if p.name not in (version, previous) and _VERSION.fullmatch(p.name) and (p / "manifest.json").is_file():
             shutil.rmtree(p, ignore_errors=True)
     return manifest
+
+
+# A build's work directory carries this file until it becomes a version: only such directories
+# (and empty ones a build died before marking) are a dead build's, whatever else is named .tmp-*.
+_WORK_MARK = ".rag-build"
+_POINTER = re.compile(r"\.CURRENT-\d+")  # a build's pointer file before it replaces CURRENT
+
+
+def _work_dir(index_dir: Path) -> Path:
+    """A new work directory for a build, marked as a build's."""
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=index_dir))
+    (tmp / _WORK_MARK).write_text("a rag build's work directory; the next build removes it if this one died\n",
+                                  encoding="ascii")
+    return tmp
+
+
+def _remove_dead_builds(index_dir: Path) -> None:
+    """Remove what builds that died left: their marked work directories and pointer files, nothing else."""
+    for p in index_dir.glob(".tmp-*"):
+        if (p / _WORK_MARK).is_file():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.is_dir() and not any(p.iterdir()):
+            p.rmdir()  # died between creating and marking it
+    for p in index_dir.glob(".CURRENT-*"):
+        if _POINTER.fullmatch(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def _create_qdrant(location: str, index_dir: Path, tmp: Path, chunks: list[Chunk], vectors: np.ndarray,

@@ -581,3 +581,24 @@ def test_host_allow_list_names():
     assert "myhost.lan" in allowed_hosts("MyHost.lan") and allowed_hosts("0.0.0.0") is None  # any: all interfaces
     assert [_host_name(h) for h in (b"LocalHost:7860", b"[::1]:80", b"::1", b"evil.com")] == \
         ["localhost", "::1", "::1", "evil.com"]
+
+
+def test_a_build_removes_only_what_dead_builds_left(built, small_corpus, fake_encoder):
+    """Names alone prove nothing: a user's .tmp-* folder, .CURRENT-* file or v-<hex> folder stays."""
+    from rag.index import _work_dir
+
+    mine = {built / ".tmp-mine" / "notes.md": "我的笔记", built / ".CURRENT-notes": "x",
+            built / "v-0123456789abcdef" / "draft.md": "草稿"}
+    for path, text in mine.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    dead = _work_dir(built)  # a build that died while writing
+    (dead / "chunks.jsonl").write_text("{}\n", encoding="utf-8")
+    (built / ".tmp-empty").mkdir()  # a build that died before marking its directory
+    (built / ".CURRENT-4242").write_text("v-0\n", encoding="ascii")  # a pointer it never swapped in
+    (small_corpus / "animals.zh.md").write_text(SMALL_ZH + "\n## 2.1 新\n\n新内容。\n", encoding="utf-8")
+    build_index(small_corpus, built, fake_encoder)
+    assert all(path.read_text(encoding="utf-8") == text for path, text in mine.items())
+    assert not dead.exists() and not (built / ".tmp-empty").exists() and not (built / ".CURRENT-4242").exists()
+    assert load_index(built).vectors.ntotal == 4
+    assert not list(version_dir(built).rglob(".rag-build"))
