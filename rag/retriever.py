@@ -46,6 +46,8 @@ TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
 # Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
 CANDIDATES = 100
 CANDIDATES_PER_HIT = 10
+# The most new BM25 candidates a growth round takes at once to settle the check (see _rank).
+LEXICAL_JUMP_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -344,9 +346,14 @@ class Retriever:
                 return chunks, fused, sections, score, qv, lang
             ranked = {"dense": dense_top if use_dense else None, "title": title_top if use_dense else None,
                       **({("lexical", l): r for l, r in lexical_top.items()} if use_lexical else {})}
-            # BM25 lists' lengths that settle the check by themselves (their scores are summed already)
+            # BM25 lists' lengths that settle the check by themselves (their scores are summed already);
+            # when that takes more than LEXICAL_JUMP_MAX new candidates (each one's vector and title
+            # is then scored: ~3 us at 10^6 chunks) and the dense cut alone blocks, the dense list
+            # grows instead (an HNSW search for 4x the candidates costs a few ms there).
             wanted = self._lexical_jump(exact, lexical_top, token_lists, tops, l_cuts, wd * d_cut, wl, t_cut, n,
                                         n_all) if use_lexical else {}
+            if sum(v - n[s] for s, v in wanted.items()) > LEXICAL_JUMP_MAX:
+                wanted = {"dense": 4 * n["dense"]} if use_dense and not dense_top.complete else {}
             grow = _blocking(exact, {s: r for s, r in ranked.items() if r is not None and not r.complete
                                      and n[s] < n_all}, wd * d_cut, wl, l_cuts if use_lexical else {},
                              t_cut if wt_used else 0.0, wanted)
@@ -443,13 +450,14 @@ def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | N
 
 
 def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict, t_cut: float,
-              cheap=()) -> list:
+              first=()) -> list:
     """The incomplete lists to grow when the exactness check fails: those whose cut alone blocks it.
 
-    cheap: BM25 lists that can grow without scoring anything again (`Retriever._lexical_jump`
-    found their lengths). When the check passes with all their cuts taken as 0, only they grow:
-    at 10^6 chunks, asking HNSW for 4x the dense candidates is the costly step of a slow query
-    (docs/ARCHITECTURE.md), while the BM25 scores are all summed by then.
+    first: the lists to grow by themselves if they can settle it (the check passes with all
+    their cuts taken as 0): the BM25 lists when `Retriever._lexical_jump` found lengths that
+    settle it (their scores are all summed already), else the dense list. When dense and BM25
+    can each settle it alone, growing both 4x per round made the slow queries at 10^6 chunks
+    (docs/ARCHITECTURE.md).
 
     A list blocks if the check passes once its cut is taken as 0 (as if it were complete) and the
     other cuts stay. When no single list does (the cuts block together), every incomplete list
@@ -461,10 +469,11 @@ def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict,
         return (0.0 if drop == "dense" else dense_part) + l_part, 0.0 if drop == "title" else t_cut
 
     cuts = {"dense": dense_part, "title": t_cut, **{("lexical", l): c for l, c in l_cuts.items()}}
-    cheap = [s for s in growable if s in cheap and cuts.get(s, 0.0) > 0]
-    if cheap and exact(dense_part + wl * max((c for l, c in l_cuts.items() if ("lexical", l) not in cheap),
-                                             default=0.0), t_cut):
-        return cheap
+    first = [s for s in growable if s in first and cuts.get(s, 0.0) > 0]
+    if first and exact((0.0 if "dense" in first else dense_part)
+                       + wl * max((c for l, c in l_cuts.items() if ("lexical", l) not in first), default=0.0),
+                       0.0 if "title" in first else t_cut):
+        return first
     alone = [s for s in growable if cuts.get(s, 0.0) > 0 and exact(*bound(s))]
     return alone or [s for s in growable if cuts.get(s, 0.0) > 0] or list(growable)
 
