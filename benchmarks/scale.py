@@ -414,7 +414,10 @@ def run(n: int, qdrant: bool, log=print, skip_ivf: bool = False, skip_hnsw: bool
                     retriever_module._blocking = saved
                 row.update({"grow_all_p50_ms": old["p50_ms"], "grow_all_p95_ms": old["p95_ms"],
                             "grow_all_max_chunks_scored": old["max_chunks_scored"]})
-                assert old_tops == tops, "both growth rules must give the same (exact) ranking"
+                # Against an exact store both rules give the full scan's ranking (tests/test_candidates.py);
+                # an HNSW list of 400 is not the top of its list of 1,600, so with HNSW the lists each
+                # rule asks for can miss different vectors: the share of equal top-k sections says how often.
+                row["grow_all_top5_agreement"] = agreement(old_tops, tops)
             faiss.omp_set_num_threads(BUILD_THREADS)
             return row, tops
 
