@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--index", type=Path, default=DEFAULT_INDEX, help="index directory to write")
     b.add_argument("--model", default=None, help="sentence-transformers model path or packaged name "
                    "(default: the bundled multilingual USE)")
-    b.add_argument("--index-type", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32")
+    b.add_argument("--index-type", default="Flat", help="FAISS index_factory string, e.g. Flat, HNSW32, "
+                   "IVF1024,PQ128x4fs,Refine(SQ8) (nlist ~2*sqrt(chunks); see docs/ARCHITECTURE.md)")
     b.add_argument("--store", default="faiss", help="where the vectors and BM25 postings are served from: faiss "
                    "(default, in the index directory), qdrant:PATH (embedded Qdrant) or qdrant:http://HOST:6333")
     b.add_argument("--quiet", action="store_true", help="no progress output")

@@ -420,7 +420,7 @@ def check_target(corpus_dir: Path, index_dir: Path) -> None:
 
 def check_index_type(index_type: str) -> None:
     """Refuse FAISS factory strings that crash FAISS (e.g. HNSW0 aborts the process) before FAISS sees them."""
-    if not isinstance(index_type, str) or not re.fullmatch(r"[A-Za-z0-9_,.]{1,64}", index_type) \
+    if not isinstance(index_type, str) or not re.fullmatch(r"[A-Za-z0-9_,.()]{1,64}", index_type) \
             or any(int(n) == 0 for n in re.findall(r"\d+", index_type)):
         raise RagError(f"--index-type {index_type!r} is not a usable FAISS index type (sizes must be at least 1). "
                        "Use 'Flat' for small corpora, or e.g. 'HNSW32' or 'IVF16,Flat'.")
@@ -488,6 +488,8 @@ HNSW_EF_CONSTRUCTION = 80
 SEARCH_TARGETS = {"efSearch": 0.95, "nprobe": 0.90}
 TUNING_MARGIN = 0.01
 _LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+# How many candidates per result a re-ranked IVF-PQ index (",RFlat", ",Refine(SQ8)") re-scores.
+_K_FACTORS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def _hnsw(index):
@@ -512,7 +514,8 @@ def tune_search(index, index_type: str, vectors: np.ndarray, queries: np.ndarray
     exact indexes. When no setting reaches it, the largest is kept and the recall says so.
 
     Returns {"efSearch" or "nprobe": value, "recall@10": measured, "queries": how many} (and
-    "efConstruction" for HNSW): the manifest's "search" record, applied again by load_index.
+    "efConstruction" for HNSW, "k_factor" for a re-ranked IVF-PQ): the manifest's "search" record,
+    applied again by load_index.
     """
     import faiss
 
@@ -530,13 +533,32 @@ def tune_search(index, index_type: str, vectors: np.ndarray, queries: np.ndarray
     ladder = [v for v in _LADDER if v >= 16] if name == "efSearch" else \
         [v for v in _LADDER if v < faiss.extract_index_ivf(index).nlist] + [faiss.extract_index_ivf(index).nlist]
     params = faiss.ParameterSpace()
-    for value in ladder:
-        params.set_index_parameter(index, name, value)
+    target = SEARCH_TARGETS[name] + TUNING_MARGIN
+
+    def recall_at(param, value):
+        params.set_index_parameter(index, param, value)
         _, ids = index.search(q, k)
-        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth)]))
-        if recall >= SEARCH_TARGETS[name] + TUNING_MARGIN:
+        return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, truth)]))
+
+    # A re-ranked index (",RFlat", ",Refine(SQ8)"): nprobe is tuned with the most re-ranking,
+    # then the re-ranking cut to the least that still reaches the target at that nprobe.
+    refine = isinstance(faiss.downcast_index(index), faiss.IndexRefine)
+    for value in ladder:
+        if refine:
+            params.set_index_parameter(index, "k_factor_rf", _K_FACTORS[-1])
+        recall = recall_at(name, value)
+        if recall >= target:
             break
     out = {name: int(value), "recall@10": round(recall, 3), "queries": len(q)}
+    if refine:
+        k_factor = _K_FACTORS[-1]
+        for kf in _K_FACTORS[:-1]:
+            r = recall_at("k_factor_rf", kf)
+            if r >= target:
+                k_factor, out["recall@10"] = kf, round(r, 3)
+                break
+        params.set_index_parameter(index, "k_factor_rf", k_factor)
+        out["k_factor"] = k_factor
     graph = _hnsw(index)
     if graph is not None:
         out["efConstruction"] = int(graph.efConstruction)
@@ -551,6 +573,8 @@ def apply_search(index, search: dict) -> None:
     for name in ("efSearch", "nprobe"):
         if name in search:
             params.set_index_parameter(index, name, int(search[name]))
+    if "k_factor" in search:
+        params.set_index_parameter(index, "k_factor_rf", int(search["k_factor"]))
 
 
 def _sha256(data: bytes) -> str:
@@ -681,14 +705,16 @@ def _manifest_problem(m) -> str | None:
                                                and is_int(store.get("points")))):
         return "'store' must be {'kind': 'faiss'} or {'kind': 'qdrant', 'location', 'collection', 'points'}"
     search = m.get("search", {})  # optional: approximate indexes only (tune_search)
-    if not isinstance(search, dict) or set(search) - {"efSearch", "nprobe", "efConstruction", "recall@10", "queries"} \
-            or not all(is_int(search[key], 1) for key in ("efSearch", "nprobe", "efConstruction", "queries")
+    if not isinstance(search, dict) \
+            or set(search) - {"efSearch", "nprobe", "efConstruction", "k_factor", "recall@10", "queries"} \
+            or not all(is_int(search[key], 1) for key in ("efSearch", "nprobe", "efConstruction", "k_factor", "queries")
                        if key in search) \
             or ("recall@10" in search and not (isinstance(search["recall@10"], (int, float))
                                                and not isinstance(search["recall@10"], bool)
                                                and 0 <= search["recall@10"] <= 1)) \
             or (search and sum(key in search for key in ("efSearch", "nprobe")) != 1):
-        return "'search' must hold one positive 'efSearch' or 'nprobe' (and efConstruction, queries, recall@10 in [0, 1])"
+        return ("'search' must hold one positive 'efSearch' or 'nprobe' (and efConstruction, k_factor, queries, "
+                "recall@10 in [0, 1])")
     for name, rec in m["corpus"].items():
         if not relative(name) or not isinstance(rec, dict) \
                 or not isinstance(rec.get("sha256"), str) or not _SHA.fullmatch(rec["sha256"]) \

@@ -46,6 +46,8 @@ TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
 # Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
 CANDIDATES = 100
 CANDIDATES_PER_HIT = 10
+# The most new BM25 candidates a growth round takes at once to settle the check (see _rank).
+LEXICAL_JUMP_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -263,14 +265,22 @@ class Retriever:
         n0 = max(self.candidates, CANDIDATES_PER_HIT * k)
         n = {"dense": n0, "title": n0, **{("lexical", l): n0 for l in token_lists}} if use_lexical else \
             {"dense": n0, "title": n0}
+        asked: dict = {}  # source -> (n, Ranked): a list whose n did not change is not asked again
+
+        def ask(source, call):
+            if source not in asked or asked[source][0] != n[source]:
+                asked[source] = (n[source], call())
+            return asked[source][1]
+
         while True:
             lists, d_cut, l_cut, tops = [boosted_chunks], 0.0, 0.0, {}
             if use_dense:
-                dense_top = self.store.dense(qv, n["dense"])
+                dense_top = ask("dense", lambda: self.store.dense(qv, n["dense"]))
                 lists.append(dense_top.ids)
                 d_cut = min(max(dense_top.cut, 0.0), 1.0)
             if use_lexical:
-                lexical_top = {l: self.store.lexical(l, toks, n["lexical", l]) for l, toks in token_lists.items()}
+                lexical_top = {l: ask(("lexical", l), lambda l=l, toks=toks: self.store.lexical(l, toks, n["lexical", l]))
+                               for l, toks in token_lists.items()}
                 lists += [r.ids for r in lexical_top.values()]
                 # a language's maximum is the first score of its ranked list (all zero: it adds nothing)
                 tops = {l: float(r.scores[0]) for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0}
@@ -294,7 +304,7 @@ class Retriever:
             sections = np.unique(self._chunk_section[chunks])
             t_cut = 0.0
             if use_dense:
-                title_top = self.store.titles(qv, n["title"])
+                title_top = ask("title", lambda: self.store.titles(qv, n["title"]))
                 t_cut = min(max(title_top.cut, 0.0), 1.0)
                 sections = np.union1d(sections, self._title_section[title_top.ids])
             best = np.zeros(len(sections), dtype=np.float32)
@@ -336,13 +346,47 @@ class Retriever:
                 return chunks, fused, sections, score, qv, lang
             ranked = {"dense": dense_top if use_dense else None, "title": title_top if use_dense else None,
                       **({("lexical", l): r for l, r in lexical_top.items()} if use_lexical else {})}
+            # BM25 lists' lengths that settle the check by themselves (their scores are summed already);
+            # when that takes more than LEXICAL_JUMP_MAX new candidates (each one's vector and title
+            # is then scored: ~3 us at 10^6 chunks) and the dense cut alone blocks, the dense list
+            # grows instead (an HNSW search for 4x the candidates costs a few ms there).
+            wanted = self._lexical_jump(exact, lexical_top, token_lists, tops, l_cuts, wd * d_cut, wl, t_cut, n,
+                                        n_all) if use_lexical else {}
+            if sum(v - n[s] for s, v in wanted.items()) > LEXICAL_JUMP_MAX:
+                wanted = {"dense": 4 * n["dense"]} if use_dense and not dense_top.complete else {}
             grow = _blocking(exact, {s: r for s, r in ranked.items() if r is not None and not r.complete
                                      and n[s] < n_all}, wd * d_cut, wl, l_cuts if use_lexical else {},
-                             t_cut if wt_used else 0.0)
+                             t_cut if wt_used else 0.0, wanted)
             if not grow:
                 return chunks, fused, sections, score, qv, lang
             for s in grow:
-                n[s] *= 4
+                n[s] = wanted.get(s, 4 * n[s])
+
+    def _lexical_jump(self, exact, lexical_top: dict, token_lists: dict, tops: dict, l_cuts: dict,
+                      dense_part: float, wl: float, t_cut: float, n: dict, n_all: int) -> dict:
+        """The BM25 lists' lengths that settle the check with the other lists as they are:
+        {("lexical", lang): n}, or {} when taking every BM25 cut as 0 would not settle it.
+
+        The largest BM25 cut that still passes is found by bisection, and each BM25 list whose
+        cut is above it is asked for every document scoring above it, plus one (whose score is
+        the new cut). The FAISS store answers from the query's summed postings (`lexical_above`,
+        no scoring again); stores without it ({}) grow by 4x as `_blocking` says.
+        """
+        above = getattr(self.store, "lexical_above", None)
+        blocking = [l for l, c in l_cuts.items() if c > 0 and not lexical_top[l].complete]
+        if above is None or not blocking or not exact(dense_part, t_cut):
+            return {}
+        low, high = 0.0, max(l_cuts.values())  # the check passes at low and fails at high
+        for _ in range(20):
+            mid = (low + high) / 2
+            low, high = (mid, high) if exact(dense_part + wl * mid, t_cut) else (low, mid)
+        out = {}
+        for l in blocking:
+            if l_cuts[l] > low:
+                want = min(n_all, above(l, token_lists[l], low * tops[l]) + 1)
+                if want > n["lexical", l]:
+                    out["lexical", l] = want
+        return out
 
     @staticmethod
     def _complete(chunks: np.ndarray, ranked, fetch) -> np.ndarray:
@@ -405,8 +449,15 @@ def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | N
     return Retriever.load(index_dir)
 
 
-def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict, t_cut: float) -> list:
+def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict, t_cut: float,
+              first=()) -> list:
     """The incomplete lists to grow when the exactness check fails: those whose cut alone blocks it.
+
+    first: the lists to grow by themselves if they can settle it (the check passes with all
+    their cuts taken as 0): the BM25 lists when `Retriever._lexical_jump` found lengths that
+    settle it (their scores are all summed already), else the dense list. When dense and BM25
+    can each settle it alone, growing both 4x per round made the slow queries at 10^6 chunks
+    (docs/ARCHITECTURE.md).
 
     A list blocks if the check passes once its cut is taken as 0 (as if it were complete) and the
     other cuts stay. When no single list does (the cuts block together), every incomplete list
@@ -418,6 +469,11 @@ def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict,
         return (0.0 if drop == "dense" else dense_part) + l_part, 0.0 if drop == "title" else t_cut
 
     cuts = {"dense": dense_part, "title": t_cut, **{("lexical", l): c for l, c in l_cuts.items()}}
+    first = [s for s in growable if s in first and cuts.get(s, 0.0) > 0]
+    if first and exact((0.0 if "dense" in first else dense_part)
+                       + wl * max((c for l, c in l_cuts.items() if ("lexical", l) not in first), default=0.0),
+                       0.0 if "title" in first else t_cut):
+        return first
     alone = [s for s in growable if cuts.get(s, 0.0) > 0 and exact(*bound(s))]
     return alone or [s for s in growable if cuts.get(s, 0.0) > 0] or list(growable)
 

@@ -147,6 +147,10 @@ class FaissStore(_TitleMatrix):
         ids, scores = self._matches(lang, tokens)
         return _top(ids, scores, n)
 
+    def lexical_above(self, lang: str, tokens: list[str], score: float) -> int:
+        """How many documents score above `score` (from the query's summed postings, no new scoring)."""
+        return int(np.count_nonzero(self._matches(lang, tokens)[1] > score))
+
     def lexical_scores(self, lang: str, tokens: list[str], ids: np.ndarray) -> np.ndarray:
         found, scores = self._matches(lang, tokens)
         out = np.zeros(len(ids), np.float32)

@@ -241,6 +241,35 @@ def test_tune_search_picks_the_smallest_setting_that_reaches_the_target(index_ty
         assert got["efConstruction"] == 80
 
 
+@pytest.mark.parametrize("index_type", ["IVF32,PQ16x4fs,RFlat", "IVF32,PQ16x4fs,Refine(SQ8)"])
+def test_tune_search_sets_the_least_re_ranking_of_a_refined_ivf_pq(index_type):
+    """nprobe tuned with the most re-ranking, then the smallest k_factor still reaching the target;
+    the record's k_factor is what apply_search sets again."""
+    import faiss
+
+    from rag.index import SEARCH_TARGETS, TUNING_MARGIN, _faiss_index, apply_search, tune_search
+
+    x, q = _clustered(3000), _clustered(100, seed=1)
+    index = _faiss_index(x, index_type)
+    got = tune_search(index, index_type, x, q)
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    _, truth = exact.search(q, 10)
+
+    def recall(k_factor):
+        faiss.ParameterSpace().set_index_parameter(index, "k_factor_rf", k_factor)
+        _, ids = index.search(q, 10)
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth)])
+
+    target = SEARCH_TARGETS["nprobe"] + TUNING_MARGIN
+    assert got["recall@10"] >= target and got["nprobe"] < 32  # re-ranked 4-bit codes reach it
+    assert faiss.downcast_index(index).k_factor == got["k_factor"]
+    assert got["recall@10"] == pytest.approx(recall(got["k_factor"]), abs=1e-3)
+    assert got["k_factor"] == 1 or recall(got["k_factor"] // 2) < target
+    apply_search(index, {"nprobe": got["nprobe"], "k_factor": 64})
+    assert faiss.downcast_index(index).k_factor == 64
+
+
 def test_hnsw_index_is_searched_with_the_efsearch_of_its_manifest(tmp_path, small_corpus, fake_encoder):
     index = tmp_path / "hnsw"
     m = build_index(small_corpus, index, fake_encoder, index_type="HNSW8")
@@ -256,7 +285,7 @@ def test_hnsw_index_is_searched_with_the_efsearch_of_its_manifest(tmp_path, smal
 
 @pytest.mark.parametrize("search", [{"efSearch": 0}, {"efSearch": "64"}, {"efSearch": 64, "nprobe": 4},
                                     {"recall@10": 0.9}, {"efSearch": 64, "recall@10": 1.5}, {"efSearch": 64, "x": 1},
-                                    [64]])
+                                    {"nprobe": 4, "k_factor": 0}, [64]])
 def test_a_malformed_search_record_is_a_damaged_index(built, search):
     path = version_dir(built) / "manifest.json"
     m = json.loads(path.read_text())
