@@ -169,7 +169,7 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
     if kind == "pairs":
         terms = [zh for zh, _ in r.index.glossary if zh in question]
         vocab = s.pair_idf.keys() if within is None else \
-            frozenset().union(*(char_pairs(display(s.recs[i]["text"])) for i in within if s.recs[i]["lang"] == "zh"))
+            frozenset().union(*(s.pairs[i] for i in within))
         found = [p in vocab or (within is None and any(p in t for t in terms)) for p in items]
         idf = s.pair_idf
     else:

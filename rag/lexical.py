@@ -125,11 +125,12 @@ class BM25Scorer:
         if len(self.indptr) != len(self.vocab) + 1:
             raise ValueError("BM25 arrays do not match its vocabulary")
 
-    def _accumulate(self, tokens: list[str]) -> np.ndarray:
-        """The query's postings summed into one score per document (a term-at-a-time accumulator).
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        """BM25 score of every document; all zeros when no token is in the vocabulary.
 
-        Reads only the CSC columns of the query's tokens. A column lists each document once, so a
-        plain indexed add is exact (no np.add.at); columns are added in token order, float32.
+        A term-at-a-time accumulator: reads only the CSC columns of the query's tokens. A column
+        lists each document once, so a plain indexed add is exact (no np.add.at); columns are added
+        in token order, float32.
         """
         out = np.zeros(self.num_docs, dtype=np.float32)
         for t in tokens:
@@ -139,10 +140,6 @@ class BM25Scorer:
                 out[self.indices[s:e]] += self.data[s:e]
         return out
 
-    def scores(self, tokens: list[str]) -> np.ndarray:
-        """BM25 score of every document; all zeros when no token is in the vocabulary."""
-        return self._accumulate(tokens)
-
     def matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The documents that score above zero (ascending ids) and their BM25 scores.
 
@@ -151,6 +148,6 @@ class BM25Scorer:
         sort: ~0.5 ms per 500k documents), so it grows with those postings, not with the text.
         Lucene BM25 terms are all positive, so "scores above zero" is "contains a query token".
         """
-        acc = self._accumulate(tokens)
+        acc = self.scores(tokens)
         docs = np.flatnonzero(acc > 0)  # (listing a bool array is ~5x faster than the floats)
         return docs.astype(np.int64), acc[docs]

@@ -464,17 +464,15 @@ def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict,
     with a cut above 0 grows; when none has one (a tie at the k-th score), every incomplete list.
     Which lists grow only decides the cost: the check alone decides when the ranking is exact.
     """
-    def bound(drop):
-        l_part = wl * max((c for l, c in l_cuts.items() if drop != ("lexical", l)), default=0.0)
-        return (0.0 if drop == "dense" else dense_part) + l_part, 0.0 if drop == "title" else t_cut
+    def bound(dropped):  # the check's bounds with the cuts of the `dropped` lists taken as 0
+        l_part = wl * max((c for l, c in l_cuts.items() if ("lexical", l) not in dropped), default=0.0)
+        return (0.0 if "dense" in dropped else dense_part) + l_part, 0.0 if "title" in dropped else t_cut
 
     cuts = {"dense": dense_part, "title": t_cut, **{("lexical", l): c for l, c in l_cuts.items()}}
     first = [s for s in growable if s in first and cuts.get(s, 0.0) > 0]
-    if first and exact((0.0 if "dense" in first else dense_part)
-                       + wl * max((c for l, c in l_cuts.items() if ("lexical", l) not in first), default=0.0),
-                       0.0 if "title" in first else t_cut):
+    if first and exact(*bound(first)):
         return first
-    alone = [s for s in growable if cuts.get(s, 0.0) > 0 and exact(*bound(s))]
+    alone = [s for s in growable if cuts.get(s, 0.0) > 0 and exact(*bound([s]))]
     return alone or [s for s in growable if cuts.get(s, 0.0) > 0] or list(growable)
 
 
