@@ -16,7 +16,7 @@ until a round changes nothing), and is scored with it; the CV score is the mean 
 The chosen values are the coordinate-ascent optimum on all dev questions. Scores are memoised per
 setting, and retrieval is run once per question (the composer's weights do not change it).
 Abstention is not involved (a question is always composed). Retrieval weights are chosen by
-eval/tools/cv_weights.py, the abstention model by `python -m rag.abstain`.
+eval/tools/cv_weights.py, the abstention models by `python -m rag.abstain --book-index DIR`.
 
 Prints the CV score, per set and language the dev figures (evidence hit, quote precision, first
 citation) of the shipped and the chosen values, each fold's choice and a warning for a chosen
