@@ -5,7 +5,7 @@ which win): an English word gets the Chinese headword whose first CC-CEDICT glos
 word, among the headwords the corpus's Chinese text uses (weight -> 权重, pixel -> 像素,
 interpolation -> 插值); of several, the one in the most Chinese chunks. Only the first gloss:
 later glosses are secondary senses (方法's "means", 当's "right") that sent questions to the
-wrong text (5-fold CV on the dev questions, README: English objective 1.162 -> 1.139 with every
+wrong text (5-fold CV on the dev questions, README: English objective 1.162 -> 1.141 with every
 one-word gloss, 1.200 with the first only). CC-CEDICT lacks many of the book's terms (卷积,
 池化, 过拟合), and a headword's first sense may be a general one the book seldom means
 (pool -> 池塘): the learned pairs and the dense vectors carry those.
