@@ -19,6 +19,7 @@
       bm25_titles_en/ bm25s's arrays over the English titles (toc.en.tsv) of the sections that have one, in section order
       duplicates.json pairs of near-duplicate sections (qualified ids, see dedup.py)
       word_translations.tsv  English word <TAB> Chinese word, learned from the corpus's aligned pairs (wordalign.py)
+                      and, for the words those lack, from CC-CEDICT (dictionary.py)
 
       .lock           held (fcntl) by a build while it writes; readers never take it
       .tmp-*/         a build being written, marked by a .rag-build file (removed by the next
@@ -60,6 +61,7 @@ from .lang import char_pairs, subject
 from .text import display, normalize
 from .toc import TOC_FILE, read_title_pairs, read_toc, with_english_titles
 from .wordalign import learn_word_translations
+from .dictionary import cedict_words, dictionary_translations
 from .embedding import Encoder
 from .dedup import duplicate_pairs
 from .glossary import GLOSSARY_FILE, read_glossary
@@ -155,6 +157,12 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     aligned = [(file_texts[s["original"]["source"]][s["original"]["start"]:s["original"]["end"]], s["text"])
                for s in sentences if s.get("original")]
     word_translations = learn_word_translations(read_title_pairs(corpus_dir / TOC_FILE) + aligned, tokenize)
+    chunk_tokens = [tokenize(t) for t in lexical_texts]
+    # ... and from CC-CEDICT for the words those lack, kept to the Chinese text's own words
+    zh_df = Counter(t for c, toks in zip(chunks, chunk_tokens) if c.lang == "zh" for t in set(toks))
+    if zh_df:
+        word_translations = dict(sorted({**dictionary_translations(cedict_words(), zh_df, tokenize, word_translations),
+                                         **word_translations}.items()))
     # titles.npy holds the heading paths (pairing translations above used the bare titles)
     longer = [i for i, (s, p) in enumerate(zip(sections, paths)) if p != s.title]
     if longer:
@@ -167,7 +175,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         index_dir.mkdir(parents=True, exist_ok=True)
         with _build_lock(index_dir):
             manifest = _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path,
-                                      glossary, chunks, sections, sentences, tokenize, lexical_texts, lexicon, index,
+                                      glossary, chunks, sections, sentences, tokenize, chunk_tokens, lexicon, index,
                                       vectors, titles, sentence_vectors, report, store_kind, store_location,
                                       (en_titles, duplicates, word_translations), search)
     except OSError as e:
@@ -179,12 +187,12 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
 
 
 def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path, glossary, chunks,
-                   sections, sentences, tokenize, texts, lexicon, index, vectors, titles, sentence_vectors,
+                   sections, sentences, tokenize, chunk_tokens, lexicon, index, vectors, titles, sentence_vectors,
                    report, store_kind: str = "faiss", store_location: str | None = None,
                    english=((), (), {}), search: dict | None = None) -> dict:
     """Write a new version directory and point CURRENT at it (call with the build lock held).
 
-    texts: what BM25 indexes of each chunk (its heading path and text, normalized).
+    chunk_tokens: what BM25 indexes of each chunk (the tokens of its heading path and text, normalized).
     english: (English titles, near-duplicate pairs, word translations), see toc.py and dedup.py.
     search: the approximate index's tuned search parameter (`tune_search`); none for Flat.
     """
@@ -233,12 +241,11 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
                                                  encoding="utf-8")
         # One BM25 index per language: length normalization and IDF stay those of the text a
         # question is matched against (measured: +6 points hit@1 for Chinese questions).
-        tokens = [tokenize(t) for t in texts]
         for lang in sorted({c.lang for c in chunks}):
-            build_bm25([toks for c, toks in zip(chunks, tokens) if c.lang == lang], tmp / "bm25" / lang)
+            build_bm25([toks for c, toks in zip(chunks, chunk_tokens) if c.lang == lang], tmp / "bm25" / lang)
         store_record = {"kind": "faiss"}
         if store_kind == "qdrant":
-            store_record = _create_qdrant(store_location, index_dir, tmp, chunks, vectors, tokens)
+            store_record = _create_qdrant(store_location, index_dir, tmp, chunks, vectors, chunk_tokens)
         manifest = {
             "format_version": FORMAT_VERSION,
             "package_version": __version__,

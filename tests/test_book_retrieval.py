@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rag.dedup import duplicate_pairs, neighbours
+from rag.dictionary import cedict_words, dictionary_translations, gloss_word
 from rag.evaluate import with_duplicates
 from rag.glossary import translations
 from rag.index import build_index, heading_paths, load_index
@@ -142,6 +143,27 @@ def test_word_translations_reject_a_word_whose_best_match_prefers_another():
     assert words.get("model") == "模型" and words.get("compress") != "模型"
 
 
+def test_dictionary_glosses_are_single_words():
+    assert gloss_word("to train") == "train" and gloss_word("weight (of an object)") == "weight"
+    assert gloss_word("gradient descent") is None and gloss_word("variant of 卷[juan3]") is None
+    assert gloss_word("CL:個|个[ge4]") is None
+
+
+def test_dictionary_translations_keep_corpus_words_and_let_learned_pairs_win():
+    tokenize = Tokenizer({w: 10 for w in ("权重", "重量", "池塘", "猫咪")})
+    words = [("权重", "weight"), ("重量", "weight"), ("池塘", "pool"), ("猫", "cat"), ("狗", "dogs")]
+    df = {"权重": 5, "重量": 1, "猫": 3, "狗": 2}  # 池塘 is not in the corpus's Chinese text
+    table = dictionary_translations(words, df, tokenize, learned={"cat": "猫咪"})
+    assert table == {"weight": "权重", "dog": "狗"}  # most chunks wins; stemmed; no pool; cat is learned
+    assert dictionary_translations(words, {}, tokenize, {}) == {}
+
+
+def test_dictionary_reads_first_glosses_of_cc_cedict():
+    words = set(cedict_words())
+    assert ("权重", "weight") in words and ("方法", "method") in words
+    assert ("方法", "means") not in words  # a later gloss: a secondary sense
+
+
 def test_heading_paths_name_the_sections_above():
     secs = [Section("5", "LeNet-5", "a.zh.md", 0, 1, "ch04", parents=("第四章 经典网络",)),
             Section("5.1", "模型特性", "a.zh.md", 2, 3, "ch04", parents=("第四章 经典网络",)),
@@ -159,6 +181,17 @@ def _chunk_scores(r: Retriever, query: str) -> np.ndarray:
     out = np.zeros(len(r.chunks), dtype=np.float32)
     out[chunks] = fused
     return out
+
+
+def test_english_question_reaches_chinese_text_through_the_dictionary(built, fake_encoder):
+    # No English title says "dog": CC-CEDICT gives dog -> 狗, a word of the Chinese text;
+    # it gives pool -> 池塘 too, which the text never uses, so the table has no "pool".
+    assert built.word_translations.get("dog") == "狗" and "pool" not in built.word_translations
+    r = Retriever(built, fake_encoder)
+    chunk = _chunk_scores(r, "dogs")
+    dog_text = [i for i, c in enumerate(r.chunks) if "狗" in c.text]
+    assert dog_text and all(chunk[i] > 0 for i in dog_text)
+    assert all(chunk[i] == 0 for i, c in enumerate(r.chunks) if "狗" not in c.text)
 
 
 def test_english_question_reaches_chinese_text_through_learned_words(corpus, fake_encoder, tmp_path):
