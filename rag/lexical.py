@@ -93,6 +93,19 @@ def load_lexicon(path: Path) -> dict[str, int]:
     return lex
 
 
+def term_weights(tokens: list[str], single_char: float) -> list[float] | None:
+    """Each query token's weight in BM25: `single_char` for a lone Chinese character, 1 for the
+    rest (None when all are 1). A lone character is what jieba leaves of words its dictionary
+    lacks (a typo: 归一话 -> 归, 话; 有关系 -> 有关, 系) or a function character (用, 做); its IDF
+    as a token is high, because the corpus's own words are mostly cut whole, so it outweighed the
+    question's real words (5-fold CV on the dev questions, README).
+    """
+    if single_char == 1.0:
+        return None
+    weights = [single_char if len(t) == 1 and CJK_CHAR.match(t) else 1.0 for t in tokens]
+    return weights if any(w != 1.0 for w in weights) else None
+
+
 # BM25's term-frequency saturation and length normalisation. k1 = 1.2 (bm25s's default is 1.5):
 # 5-fold CV on the dev questions, objective of eval/tools/cv_weights.py, zh 1.285 -> 1.301 and
 # en 1.122 -> 1.134 (k1 0.9-2.0 and b 0.3-0.9 tried).
@@ -125,29 +138,31 @@ class BM25Scorer:
         if len(self.indptr) != len(self.vocab) + 1:
             raise ValueError("BM25 arrays do not match its vocabulary")
 
-    def scores(self, tokens: list[str]) -> np.ndarray:
+    def scores(self, tokens: list[str], weights: list[float] | None = None) -> np.ndarray:
         """BM25 score of every document; all zeros when no token is in the vocabulary.
 
         A term-at-a-time accumulator: reads only the CSC columns of the query's tokens. A column
         lists each document once, so a plain indexed add is exact (no np.add.at); columns are added
-        in token order, float32.
+        in token order, float32. weights (one per token, see `term_weights`) scale each token's
+        column; None weighs every token 1.
         """
         out = np.zeros(self.num_docs, dtype=np.float32)
-        for t in tokens:
+        for j, t in enumerate(tokens):
             i = self.vocab.get(t)
             if i is not None:
                 s, e = self.indptr[i], self.indptr[i + 1]
-                out[self.indices[s:e]] += self.data[s:e]
+                out[self.indices[s:e]] += self.data[s:e] if weights is None else np.float32(weights[j]) * self.data[s:e]
         return out
 
-    def matches(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def matches(self, tokens: list[str], weights: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The documents that score above zero (ascending ids) and their BM25 scores.
 
         The same accumulator as `scores` (bit-identical sums); the cost is the postings of the
         query's tokens plus one pass over the accumulator to list the matches in id order (no
         sort: ~0.5 ms per 500k documents), so it grows with those postings, not with the text.
-        Lucene BM25 terms are all positive, so "scores above zero" is "contains a query token".
+        Lucene BM25 terms are all positive, so with positive weights "scores above zero" is
+        "contains a query token".
         """
-        acc = self.scores(tokens)
+        acc = self.scores(tokens, weights)
         docs = np.flatnonzero(acc > 0)  # (listing a bool array is ~5x faster than the floats)
         return docs.astype(np.int64), acc[docs]

@@ -6,6 +6,7 @@ The retriever asks a store for *candidates*, never for every chunk:
     dense_scores(qv, ids)        the similarity of given chunks (to complete a candidate's score)
     lexical(lang, tokens, n)     the n chunks of one language with the best BM25, best first
     lexical_scores(lang, tokens, ids)
+                                 (both take `weights`, one per token, see lexical.term_weights)
     titles(qv, n), title_scores(qv, rows)   the same for section titles (rows of titles.npy)
 
 Each list comes as a `Ranked`: ids, scores and whether it is complete (every item that scores
@@ -59,8 +60,9 @@ class Store(Protocol):
 
     def dense(self, qv: np.ndarray, n: int) -> Ranked: ...
     def dense_scores(self, qv: np.ndarray, ids: np.ndarray) -> np.ndarray: ...
-    def lexical(self, lang: str, tokens: list[str], n: int) -> Ranked: ...
-    def lexical_scores(self, lang: str, tokens: list[str], ids: np.ndarray) -> np.ndarray: ...
+    def lexical(self, lang: str, tokens: list[str], n: int, weights: list[float] | None = None) -> Ranked: ...
+    def lexical_scores(self, lang: str, tokens: list[str], ids: np.ndarray,
+                       weights: list[float] | None = None) -> np.ndarray: ...
     def titles(self, qv: np.ndarray, n: int) -> Ranked: ...
     def title_scores(self, qv: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
 
@@ -134,25 +136,27 @@ class FaissStore(_TitleMatrix):
             return np.zeros(0, np.float32)
         return self.vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64)) @ qv[0]
 
-    def _matches(self, lang: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _matches(self, lang: str, tokens: list[str], weights: list[float] | None) -> tuple[np.ndarray, np.ndarray]:
         key, value = self._last.get(lang, (None, None))
-        if key != tuple(tokens):
+        query = (tuple(tokens), None if weights is None else tuple(weights))
+        if key != query:
             scorer, global_ids = self._lexical[lang]
-            docs, scores = scorer.matches(tokens)
+            docs, scores = scorer.matches(tokens, weights)
             value = (global_ids[docs], scores)
-            self._last[lang] = (tuple(tokens), value)
+            self._last[lang] = (query, value)
         return value
 
-    def lexical(self, lang: str, tokens: list[str], n: int) -> Ranked:
-        ids, scores = self._matches(lang, tokens)
+    def lexical(self, lang: str, tokens: list[str], n: int, weights: list[float] | None = None) -> Ranked:
+        ids, scores = self._matches(lang, tokens, weights)
         return _top(ids, scores, n)
 
-    def lexical_above(self, lang: str, tokens: list[str], score: float) -> int:
+    def lexical_above(self, lang: str, tokens: list[str], score: float, weights: list[float] | None = None) -> int:
         """How many documents score above `score` (from the query's summed postings, no new scoring)."""
-        return int(np.count_nonzero(self._matches(lang, tokens)[1] > score))
+        return int(np.count_nonzero(self._matches(lang, tokens, weights)[1] > score))
 
-    def lexical_scores(self, lang: str, tokens: list[str], ids: np.ndarray) -> np.ndarray:
-        found, scores = self._matches(lang, tokens)
+    def lexical_scores(self, lang: str, tokens: list[str], ids: np.ndarray,
+                       weights: list[float] | None = None) -> np.ndarray:
+        found, scores = self._matches(lang, tokens, weights)
         out = np.zeros(len(ids), np.float32)
         if len(found):
             pos = np.clip(np.searchsorted(found, ids), 0, len(found) - 1)
@@ -328,10 +332,14 @@ class QdrantStore(_TitleMatrix):
             raise RagError(f"the Qdrant store did not answer ({type(e).__name__}: {str(e)[:160]}).") from None
         return (np.array([p.id for p in res], dtype=np.int64), np.array([p.score for p in res], dtype=np.float32))
 
-    def _sparse(self, lang: str, tokens: list[str]):
+    def _sparse(self, lang: str, tokens: list[str], weights: list[float] | None = None):
+        """The query as a sparse vector: each token's count in the query, times its weight."""
         from qdrant_client import models
 
-        tf = Counter(self._vocabs[lang][t] for t in tokens if t in self._vocabs[lang])
+        tf: Counter = Counter()
+        for j, t in enumerate(tokens):
+            if t in self._vocabs[lang]:
+                tf[self._vocabs[lang][t]] += 1.0 if weights is None else weights[j]
         return models.SparseVector(indices=sorted(tf), values=[float(tf[i]) for i in sorted(tf)]) if tf else None
 
     def dense(self, qv: np.ndarray, n: int) -> Ranked:
@@ -341,16 +349,17 @@ class QdrantStore(_TitleMatrix):
     def dense_scores(self, qv: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return self._scores_of(qv[0].tolist(), "dense", ids)
 
-    def lexical(self, lang: str, tokens: list[str], n: int) -> Ranked:
-        q = self._sparse(lang, tokens)
+    def lexical(self, lang: str, tokens: list[str], n: int, weights: list[float] | None = None) -> Ranked:
+        q = self._sparse(lang, tokens, weights)
         if q is None:
             return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32), True)
         ids, scores = self._query(q, f"bm25_{lang}", n)
         keep = scores > 0
         return _top(ids[keep], scores[keep], len(ids)) if len(ids) < n else Ranked(ids, scores, False)
 
-    def lexical_scores(self, lang: str, tokens: list[str], ids: np.ndarray) -> np.ndarray:
-        q = self._sparse(lang, tokens)
+    def lexical_scores(self, lang: str, tokens: list[str], ids: np.ndarray,
+                       weights: list[float] | None = None) -> np.ndarray:
+        q = self._sparse(lang, tokens, weights)
         return np.zeros(len(ids), np.float32) if q is None else self._scores_of(q, f"bm25_{lang}", ids)
 
     def _scores_of(self, query, using: str, ids: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 `full_scan` is the retriever's scoring before candidate retrieval (main's `Retriever.scores` and
 `Retriever.hits`: every chunk from FAISS, BM25 over every chunk of each language scaled by that
-language's maximum, per-chapter language masks), kept here as the reference.
+language's maximum, per-chapter language masks), kept here as the reference; BM25 weighs a
+Chinese question's lone characters as the retriever does (SINGLE_CHAR_WEIGHT).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from conftest import REPO, FakeEncoder
 from rag.evaluate import read_questions
 from rag.glossary import translations
 from rag.index import build_index, load_index
-from rag.retriever import (CROSS_LINGUAL_DENSE_WEIGHT, DENSE_WEIGHT, TITLE_EN_LEXICAL_WEIGHT, TITLE_WEIGHT,
-                           Retriever, check_query, detect_language)
+from rag.lexical import term_weights
+from rag.retriever import (CROSS_LINGUAL_DENSE_WEIGHT, DENSE_WEIGHT, SINGLE_CHAR_WEIGHT, TITLE_EN_LEXICAL_WEIGHT,
+                           TITLE_WEIGHT, Retriever, check_query, detect_language)
 from rag.text import normalize
 from synthetic import write_corpus
 
@@ -54,14 +56,15 @@ def full_scores(r: Retriever, query: str, mode: str, chapters=None) -> tuple[np.
         lexical = np.zeros(n, dtype=np.float32)
         if lang in lexical_sets:
             scorer, ids = lexical_sets[lang]
-            lexical[ids] = _scaled(scorer.scores(tokens))
+            lexical[ids] = _scaled(scorer.scores(tokens, term_weights(tokens, SINGLE_CHAR_WEIGHT[lang])))
         if r._cross[lang]:
             cross_tokens = tokens + index.tokenize(" ".join(translations(query, index.glossary)))
             if lang == "en":  # the words learned from the English titles
                 cross_tokens += [index.word_translations[t] for t in tokens if t in index.word_translations]
             for other, (scorer, ids) in lexical_sets.items():
                 if other != lang:
-                    lexical[ids] = _scaled(scorer.scores(cross_tokens))
+                    lexical[ids] = _scaled(scorer.scores(cross_tokens,
+                                                         term_weights(cross_tokens, SINGLE_CHAR_WEIGHT[lang])))
     if mode == "dense":
         chunk = dense
     elif mode == "lexical":
@@ -264,9 +267,9 @@ def test_growing_only_blocking_lists_asks_for_fewer_candidates(synthetic_retriev
     for name in ("dense", "lexical", "titles"):
         real = getattr(r.store, name)
 
-        def spy(*args, _real=real, _name=name):
+        def spy(*args, _real=real, _name=name, **kwargs):  # (the BM25 lists' token weights come by keyword)
             asked[_name] = asked.get(_name, 0) + args[-1]
-            return _real(*args)
+            return _real(*args, **kwargs)
 
         monkeypatch.setattr(r.store, name, spy)
 
