@@ -54,9 +54,9 @@ SECTION_WEIGHT = 0.25  # how much a second section's lower score counts against 
 # question answered from text in the other language (English on an untranslated chapter).
 SENTENCE_DENSE_WEIGHT = {"zh": 0.3, "en": 0.3, "cross": 0.3}
 KEEP_RATIO = 0.85  # further quotes must score at least this share of the best one (own scores)
-SECOND_SECTION_RATIO = 0.85  # a second section is quoted only when it scores close to the first
+SECOND_SECTION_RATIO = 0.95  # a second section is quoted only when it scores close to the first
 SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
-PAIR_WEIGHT = 0.75  # share of character-pair overlap beside word overlap (Chinese question, Chinese text)
+PAIR_WEIGHT = 0.5  # share of character-pair overlap beside word overlap (Chinese question, Chinese text)
 LOCAL_IDF = 0.5  # exponent of the within-candidates IDF factor of a question word (0: global IDF only)
 FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up question
 MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a quote
