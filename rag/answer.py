@@ -314,9 +314,12 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
         top = top[:1]
     # Reference lists and checklists are quoted only when they are what the question found first.
     cand = np.flatnonzero(np.isin(s.section, top) & (s.prose | (s.section == top[0])))
-    in_lang = cand[s.lang[cand] == alang]
-    translated = alang == "en" and len(in_lang) > 0
-    cand = in_lang if len(in_lang) else cand[s.lang[cand] == "zh"]  # no translation: quote the Chinese
+    # Each section is quoted in the answer's language when it has text in it, else in the original
+    # Chinese: an English question keeps its best section's Chinese sentences when the second
+    # section, from a translated chapter, has English ones.
+    in_lang = [sec for sec in top if np.any(s.lang[cand[s.section[cand] == sec]] == alang)]
+    cand = cand[np.where(np.isin(s.section[cand], in_lang), s.lang[cand] == alang, s.lang[cand] == "zh")]
+    translated = alang == "en" and bool(in_lang)
     questions_ok = a.qtype == "bookquestions"
     cand = np.array([i for i in cand if s.quotable(int(i), questions_ok, labels_ok=a.qtype == "list")
                      and not _points_at_nothing(s, int(i))], dtype=int)
@@ -327,7 +330,6 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     # previous turn (its topic) half; a Chinese question also counts its character pairs.
     own = set(r.index.tokenize(a.question))
     borrowed = set(r.index.tokenize(a.query)) - own
-    cross = s.lang[cand[0]] != a.lang
     overlap = _overlap(cand, {**{t: 0.5 for t in borrowed}, **{t: 1.0 for t in own}}, s.tokens, s.idf)
     if a.lang == "zh" and PAIR_WEIGHT and s.lang[cand[0]] == "zh":
         pairs, _ = _items(a.question, "zh", r)
@@ -335,7 +337,7 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
             overlap = (1 - PAIR_WEIGHT) * overlap + PAIR_WEIGHT * _overlap(cand, dict.fromkeys(pairs, 1.0),
                                                                          s.pairs, s.pair_idf)
     dense = np.clip(s.vectors[cand] @ a.qv[0], 0.0, 1.0)
-    w = SENTENCE_DENSE_WEIGHT["cross" if cross else a.lang]
+    w = np.where(s.lang[cand] == a.lang, SENTENCE_DENSE_WEIGHT[a.lang], SENTENCE_DENSE_WEIGHT["cross"])
     subject = own or borrowed
     shape = np.array([_shape(a.qtype, s, int(i), subject) for i in cand])
     # own_score: the sentence's score apart from its section's; the section term only ranks a
@@ -535,7 +537,8 @@ def _format(lang: str, f: dict[str, str], citations: tuple[Citation, ...], trans
         frame = f["answer"].format(sections=" " + _section_list(citations) + " ")
     else:
         cross = any(c.lang == "zh" for c in citations)
-        key = "cross" if cross else "translated" if translated else "answer"
+        mixed = cross and any(c.lang == "en" for c in citations)
+        key = "mixed" if mixed else "cross" if cross else "translated" if translated else "answer"
         frame = f[key].format(sections=_section_list(citations))
     lines = [frame, ""]
     for c in citations:

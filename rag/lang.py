@@ -192,6 +192,8 @@ FRAMES = {
                          "{scope}, each with its Chinese original):",
            "cross": "The {scope} answers this in {sections} (quoted in the original Chinese; the chapter has "
                     "no English translation):",
+           "mixed": "The {scope} answers this in {sections} (quoted from the English translation where the "
+                    "chapter has one, else in the original Chinese):",
            "abstain": "Nothing in the {scope} answers this directly.", "suggest": "The closest sections are:",
            "original": "Chinese original", "suggested": "Suggested sections", "sources": "Sources",
            "list_sep": "; ", "sep": " ",

@@ -395,3 +395,41 @@ def test_answer_text_shows_a_quote_as_it_reads():
     c = Citation(section="1.1", title="t", quote=quote, source="zh/x.md", start=0, end=len(quote), lang="zh")
     text = _format("zh", frames("zh", 19), (c,), False)
     assert "&emsp;" not in text and "\u2003\u2003很多backbone" in text and c.quote == quote
+
+
+def test_an_english_answer_quotes_an_untranslated_best_section_in_chinese_beside_a_translated_one(
+        tmp_path, fake_encoder):
+    """Two sections to quote: the best from a chapter without English, the second from one with a
+    translation. Each is quoted in English where it has English text, else in Chinese: the
+    translated second section's English must not push out the best section's Chinese sentences."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from rag import Retriever
+    from rag.index import build_index, load_index
+    from rag.lang import frames
+    from rag.types import Citation
+
+    A = importlib.import_module("rag.answer")
+    corpus = tmp_path / "corpus"
+    for lang, name, text in [
+            ("zh", "ch01_动物.md", "# 第一章 动物\n\n## 1.1 猫\n\n猫喜欢在阳光下睡觉。猫也喜欢追逐毛线球。\n"),
+            ("zh", "ch02_植物.md", "# 第二章 植物\n\n## 2.1 树\n\n树需要阳光和水。树的根很深。\n"),
+            ("en", "ch02_plants.md", "# Chapter 2 Plants\n\n## 2.1 Trees\n\nTrees need sunlight and water. "
+                                     "The roots of a tree are deep.\n")]:
+        (corpus / lang).mkdir(parents=True, exist_ok=True)
+        (corpus / lang / name).write_text(text, encoding="utf-8")
+    build_index(corpus, tmp_path / "index", fake_encoder)
+    r = Retriever(load_index(tmp_path / "index"), fake_encoder)
+    question = "Why do cats sleep in the sun?"
+    scores = np.zeros(len(r.section_keys), dtype=np.float32)
+    scores[r.section_index["ch01/1.1"]], scores[r.section_index["ch02/2.1"]] = 1.0, 0.99
+    a = A.Analysis(question, question, "en", "reason", r.embed(question), scores,
+                   [SimpleNamespace(id="ch01/1.1"), SimpleNamespace(id="ch02/2.1")], {})
+    chosen, translated = A.compose(a, "en", r)
+    recs = [A._sentences(r).recs[i] for i in chosen]
+    assert recs and recs[0]["chapter"] == "ch01" and recs[0]["lang"] == "zh"  # the best section first, in Chinese
+    assert {rec["lang"] for rec in recs if rec["chapter"] == "ch02"} <= {"en"} and translated
+    cites = tuple(A._citation(rec, translated, r.title_en) for rec in recs)
+    text = A._format("en", frames("en", 2), cites, translated)
+    assert text.startswith("The book answers this in §1.1") and "else in the original Chinese" in text

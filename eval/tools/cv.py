@@ -81,6 +81,10 @@ class QuestionSet:
         self.name = name
         self.r = R.Retriever.load(index)
         self.questions = dev_questions(path, self.r)
+        # English questions about chapters without an English translation (answered from the Chinese)
+        english = {rec["chapter"] for rec in self.r.index.sentences if rec["lang"] == "en"}
+        self.untranslated = {q["id"] for q in self.questions
+                             if q["lang"] == "en" and not {k.split("/")[0] for k in q["relevant"]} & english}
         history = {q["id"]: [A.answer(t["question"], self.r) for t in q.get("history", [])] for q in self.questions}
         self.analyses = {q["id"]: A.analyse(q["question"], self.r, history=history[q["id"]]) for q in self.questions}
 
@@ -140,12 +144,16 @@ class Objective:
 
 
 def figures(obj: Objective, setting: dict) -> dict[str, dict[str, float]]:
-    """Per set and language: mean evidence hit, quote precision and first citation on dev."""
+    """Per set and language (and for English questions on untranslated chapters, "en-zh"): mean
+    evidence hit, quote precision and first citation on dev."""
     per = obj.scores(setting)
     out = {}
     for qs in obj.sets:
-        for lang in ("zh", "en", "all"):
-            ms = [per[qs.name][q["id"]] for q in qs.questions if lang in ("all", q["lang"])]
+        for lang in ("zh", "en", "en-zh", "all"):
+            ms = [per[qs.name][q["id"]] for q in qs.questions
+                  if lang in ("all", q["lang"]) or (lang == "en-zh" and q["id"] in qs.untranslated)]
+            if not ms:
+                continue
             out[f"{qs.name}/{lang}"] = {k: sum(m[k] for m in ms) / len(ms) for k in ("hit", "precision", "first")} \
                 | {"n": len(ms)}
     return out
