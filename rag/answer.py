@@ -40,7 +40,7 @@ from .lang import (CJK_RUN, DEFINING, DEFINITION_FRAME_EN, FUNCTION_CHARS, NEEDS
                    char_pairs,
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
-from .text import display
+from .text import display, shown_quote
 from .types import Answer, Citation, Hit, RagError, section_key, sections_named
 
 LANGUAGES = ("auto", "zh", "en")
@@ -493,9 +493,13 @@ def needs_context(s: _Sentences, i: int) -> bool:
 def with_context(chosen: list[int], s: _Sentences, lang: str = "zh", list_labels: bool = False) -> list[int]:
     """Chosen sentences plus what they cannot be read without: the sentences before one that leans
     on its predecessor (up to MAX_CONTEXT_STEPS), the list items after a chosen lead-in, and (for
-    list questions) the label over a list item."""
+    list questions) the label over a list item; and a table cell's other piece of its row where
+    an image cell cut the row in two ("扩张卷积 |" alone names a row and answers nothing)."""
     out = list(dict.fromkeys(chosen))
     for i in list(out):
+        for j in _row_piece(s, i):
+            if j not in out:
+                out.append(j)
         j, steps = i, 0
         while steps < MAX_CONTEXT_STEPS and needs_context(s, j) and s.previous(j) not in out:
             j, steps = s.previous(j), steps + 1
@@ -509,6 +513,17 @@ def with_context(chosen: list[int], s: _Sentences, lang: str = "zh", list_labels
                     out.append(nxt)
                 nxt += 1
     return out
+
+
+def _row_piece(s: _Sentences, i: int) -> list[int]:
+    """The sentence across a cell bar from sentence i in its table row (a sentence never holds an
+    image, so an image cell splits a row into a label piece ending in "|" and a piece opening with
+    "|"), or []."""
+    text = s.recs[i]["text"]
+    for j, cut in ((i + 1, text.endswith("|")), (i - 1, text.startswith("|"))):
+        if cut and s.same_place(i, j) and s.recs[j]["block"] == s.recs[i]["block"]:
+            return [j]
+    return []
 
 
 def _citation(rec: dict, translated: bool, title_en: dict[str, str]) -> Citation:
@@ -542,9 +557,9 @@ def _format(lang: str, f: dict[str, str], citations: tuple[Citation, ...], trans
         frame = f[key].format(sections=_section_list(citations))
     lines = [frame, ""]
     for c in citations:
-        lines.append(f"> {display(c.quote)} [§{c.section}]")
+        lines.append(f"> {shown_quote(c.quote)} [§{c.section}]")
         if c.original is not None:
-            lines.append(f"> （{f['original']}：{display(c.original.quote)}）")
+            lines.append(f"> （{f['original']}：{shown_quote(c.original.quote)}）")
     return "\n".join(lines)
 
 

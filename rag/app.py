@@ -317,7 +317,7 @@ class SourcePanel:
 
 
 def _quote(text: str) -> str:
-    return "\n".join(f"> {safe_md(line)}" for line in text.split("\n"))
+    return "\n".join(f"> {safe_md(line)}" for line in text.strip("| \t").split("\n"))
 
 
 def previous_turns(store: dict) -> list[dict]:

@@ -102,6 +102,12 @@ def display(text: str) -> str:
     return _ZW.sub("", text)
 
 
+def shown_quote(text: str) -> str:
+    """A quote as an answer shows it: `display`ed, without the table bars at its edges (a quote
+    from a table row an image cell cut in two starts or ends at a cell bar)."""
+    return display(text).strip("| \t")
+
+
 def protected_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Sorted [s, e) spans (math, inline code, links, bold) inside which a sentence does not end."""
     spans = []

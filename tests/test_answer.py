@@ -433,3 +433,24 @@ def test_an_english_answer_quotes_an_untranslated_best_section_in_chinese_beside
     cites = tuple(A._citation(rec, translated, r.title_en) for rec in recs)
     text = A._format("en", frames("en", 2), cites, translated)
     assert text.startswith("The book answers this in §1.1") and "else in the original Chinese" in text
+
+
+def test_a_table_row_cut_by_an_image_cell_is_quoted_whole(tmp_path):
+    """A sentence never holds an image, so an image cell cuts a row into its label ("扩张卷积 |")
+    and the rest; an answer quoting one piece brings the other, and shows neither's edge bar."""
+    from rag import Retriever, build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ch05_conv.zh.md").write_text(
+        "# 第五章 卷积\n\n## 5.4 卷积核有什么类型？\n\n常见的卷积核分类如下表所示。\n\n"
+        "| 卷积类别 | 示意图 | 作用 |\n| :-: | :-: | :-- |\n"
+        "| 标准卷积 | ![image](img/a.png) | 最常用的卷积核，可以提取相邻像素之间的关联关系。 |\n"
+        "| 扩张卷积（空洞卷积） | ![image](img/b.png) | 引入扩张率参数，使同样尺寸的卷积核获得更大的感受视野。 |\n\n"
+        "## 5.5 什么是池化？\n\n池化是对特征图进行下采样的操作，常用的有最大池化和平均池化。\n", encoding="utf-8")
+    build_index(corpus, tmp_path / "index")
+    a = answer("什么是空洞卷积？", Retriever.load(tmp_path / "index"))
+    quotes = [c.quote for c in a.citations]
+    label = next(i for i, q in enumerate(quotes) if q.startswith("扩张卷积"))
+    assert quotes[label].endswith("|") and quotes[label + 1].startswith("| 引入扩张率参数")
+    assert "> 扩张卷积（空洞卷积） [§5.4]" in a.answer and "> 引入扩张率参数" in a.answer
