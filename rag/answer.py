@@ -40,7 +40,7 @@ from .lang import (CJK_RUN, DEFINING, DEFINITION_FRAME_EN, FUNCTION_CHARS, NEEDS
                    char_pairs,
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
-from .text import display
+from .text import display, normalize
 from .types import Answer, Citation, Hit, RagError, section_key, sections_named
 
 LANGUAGES = ("auto", "zh", "en")
@@ -144,7 +144,10 @@ def check_language(lang: str) -> None:
 
 
 def _items(question: str, lang: str, r: Retriever) -> tuple[list[str], str]:
-    """The coverage items of a question: Chinese character pairs (no function characters), else word stems."""
+    """The coverage items of a question: Chinese character pairs (no function characters), else word stems.
+    The question is read in the matching view the corpus was tokenized in (text.normalize): markup
+    such as an HTML tag is no part of it, as it is no part of the sentences it is looked up in."""
+    question = normalize(question)
     if lang == "zh":
         items = [run[i:i + 2] for run in CJK_RUN.findall(question) for i in range(len(run) - 1)]
         items = [p for p in items if p[0] not in FUNCTION_CHARS and p[1] not in FUNCTION_CHARS]
