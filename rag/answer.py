@@ -162,7 +162,11 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
 
     The items are Chinese character pairs (function characters aside) for a Chinese question,
     English word stems otherwise; an item absent from the chapter weighs like the rarest one.
-    The glossary's terms are the chapter's terms, so they count as found in either language.
+    The glossary's terms are the chapter's terms, so they count as found in either language; and
+    an English word counts as found where the Chinese word it translates to is (the index's word
+    translations: learned from the aligned sentences, else CC-CEDICT's): the Chinese text is the
+    original, an English translation one wording of it ("questions" where it says "problems"),
+    and most of the book has none.
     """
     s = _sentences(r)
     lang = question_language(question)
@@ -177,7 +181,8 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
         idf = s.pair_idf
     else:
         vocab = s.idf.keys() if within is None else frozenset().union(*(s.tokens[i] for i in within))
-        found = [t in vocab or (within is None and t in s.glossary_words) for t in items]
+        zh = r.index.word_translations
+        found = [t in vocab or zh.get(t) in vocab or (within is None and t in s.glossary_words) for t in items]
         idf = s.idf
     rare = max(idf.values(), default=1.0)
     weights = [idf.get(x, rare) for x in items]
