@@ -3,6 +3,7 @@
 A logistic regression (numpy) on a few features of the question and its retrieval:
 
     cov_chapter   IDF-weighted share of the question's items found anywhere in the corpus
+                  (answer.coverage: an English word also where the Chinese it translates to is)
     cov_sections  the same share within the two best sections only
     top           the best section's score;  margin  its lead over the second
     title         the best cosine similarity of the question to a section title

@@ -40,7 +40,7 @@ from .lang import (CJK_RUN, DEFINING, DEFINITION_FRAME_EN, FUNCTION_CHARS, NEEDS
                    char_pairs,
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
 from .retriever import Retriever, check_query
-from .text import display, shown_quote
+from .text import display, normalize, shown_quote
 from .types import Answer, Citation, Hit, RagError, section_key, sections_named
 
 LANGUAGES = ("auto", "zh", "en")
@@ -144,7 +144,10 @@ def check_language(lang: str) -> None:
 
 
 def _items(question: str, lang: str, r: Retriever) -> tuple[list[str], str]:
-    """The coverage items of a question: Chinese character pairs (no function characters), else word stems."""
+    """The coverage items of a question: Chinese character pairs (no function characters), else word stems.
+    The question is read in the matching view the corpus was tokenized in (text.normalize): markup
+    such as an HTML tag is no part of it, as it is no part of the sentences it is looked up in."""
+    question = normalize(question)
     if lang == "zh":
         items = [run[i:i + 2] for run in CJK_RUN.findall(question) for i in range(len(run) - 1)]
         items = [p for p in items if p[0] not in FUNCTION_CHARS and p[1] not in FUNCTION_CHARS]
@@ -159,7 +162,11 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
 
     The items are Chinese character pairs (function characters aside) for a Chinese question,
     English word stems otherwise; an item absent from the chapter weighs like the rarest one.
-    The glossary's terms are the chapter's terms, so they count as found in either language.
+    The glossary's terms are the chapter's terms, so they count as found in either language; and
+    an English word counts as found where the Chinese word it translates to is (the index's word
+    translations: learned from the aligned sentences, else CC-CEDICT's): the Chinese text is the
+    original, an English translation one wording of it ("questions" where it says "problems"),
+    and most of the book has none.
     """
     s = _sentences(r)
     lang = question_language(question)
@@ -174,7 +181,8 @@ def coverage(question: str, r: Retriever, within: np.ndarray | None = None) -> f
         idf = s.pair_idf
     else:
         vocab = s.idf.keys() if within is None else frozenset().union(*(s.tokens[i] for i in within))
-        found = [t in vocab or (within is None and t in s.glossary_words) for t in items]
+        zh = r.index.word_translations
+        found = [t in vocab or zh.get(t) in vocab or (within is None and t in s.glossary_words) for t in items]
         idf = s.idf
     rare = max(idf.values(), default=1.0)
     weights = [idf.get(x, rare) for x in items]

@@ -3,10 +3,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
-from rag.answer import answer, coverage
+from rag.answer import _items, _sentences, answer, coverage
 from rag.evaluate import read_questions
 from rag.types import RagError
 
@@ -121,6 +122,25 @@ def test_bad_input(retriever, kwargs, message):
 def test_coverage_counts_glossary_terms(retriever):
     assert coverage("What is domain adaptation?", retriever) == 1.0
     assert coverage("Who won the 2018 World Cup?", retriever) == 0.0
+
+
+def test_an_english_word_counts_where_the_chinese_it_translates_is_found(retriever):
+    # the translation of 10.2 says "problems" where the Chinese says 问题; asked about the
+    # "questions", the chapter (and its section) still holds the question's words
+    s = _sentences(retriever)
+    assert "question" not in s.idf and retriever.index.word_translations["question"] in s.idf
+    asked = "What are the basic questions of transfer learning?"
+    assert coverage(asked, retriever) == coverage("What are the basic problems of transfer learning?", retriever) == 1.0
+    section = np.flatnonzero(s.section == retriever.section_index["ch10/10.2"])
+    assert coverage(asked, retriever, within=section) == 1.0
+
+@pytest.mark.parametrize("question", ["What is negative transfer?", "什么是负迁移？"])
+def test_markup_in_a_question_is_no_part_of_its_coverage(retriever, question):
+    # the corpus's sentences are tokenized without their HTML tags (text.normalize), so a tag's
+    # words ("img", "src", "onerror") must not count as the question's words the corpus lacks
+    for marked in (f"<img src=x onerror=alert(1)> {question}", f"<b>{question}</b>"):
+        assert coverage(marked, retriever) == coverage(question, retriever) == 1.0
+        assert _items(marked, "en", retriever) == _items(question, "en", retriever)
 
 
 def test_ask_json_cli():
