@@ -166,3 +166,58 @@ class BM25Scorer:
         acc = self.scores(tokens, weights)
         docs = np.flatnonzero(acc > 0)  # (listing a bool array is ~5x faster than the floats)
         return docs.astype(np.int64), acc[docs]
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The matrix by document (CSR: row pointers, term ids, BM25 values), made at first use."""
+        if not hasattr(self, "_csr"):
+            order = np.argsort(self.indices, kind="stable")
+            terms = np.repeat(np.arange(len(self.vocab)), np.diff(self.indptr))[order]
+            ptr = np.searchsorted(self.indices[order], np.arange(self.num_docs + 1))
+            self._csr = (ptr, terms, self.data[order])
+            df = np.diff(self.indptr).astype(np.float64)  # Lucene's IDF of each term
+            self._idf = np.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+            self._terms = [""] * len(self.vocab)
+            for t, i in self.vocab.items():
+                self._terms[i] = t
+        return self._csr
+
+    def feedback_terms(self, units: list[np.ndarray], n: int, exclude=(), unit_weights=None, min_units: int = 1,
+                       cjk_only: bool = False, idf: bool = True) -> tuple[list[str], list[float]]:
+        """RM3-style expansion terms: the n best terms of the feedback `units` (each a list of
+        document ids: the chunks of one top-ranked section, or its best chunk), best first, with
+        weights scaled so the best weighs 1 (none when n is 0 or no unit has a document).
+
+        A term's weight is its mean, over the units, of its share of the unit's BM25 mass (each
+        document's BM25 values, i.e. saturated term frequency times IDF, divided by their sum,
+        averaged over the unit's documents). Lone Chinese characters (what jieba leaves of words it
+        lacks) and the `exclude` tokens (the query's own) are never chosen; ties go to the term first
+        in the vocabulary (id order).
+        """
+        unit_weights = [1.0] * len(units) if unit_weights is None else unit_weights
+        kept = [(u, w) for u, w in zip(units, unit_weights) if len(u)]
+        if n <= 0 or not kept:
+            return [], []
+        ptr, terms, values = self._rows()
+        mass = np.zeros(len(self.vocab), dtype=np.float64)
+        seen = np.zeros(len(self.vocab), dtype=np.int64)
+        for unit, uw in kept:
+            here = set()
+            for d in unit:
+                s, e = ptr[d], ptr[d + 1]
+                total = float(values[s:e].sum())
+                if total > 0:
+                    v = values[s:e] if idf else values[s:e] / self._idf[terms[s:e]]
+                    mass[terms[s:e]] += uw * v / v.sum() / len(unit)
+                    here.update(terms[s:e].tolist())
+            seen[list(here)] += 1
+        mass[seen < min_units] = 0.0
+        skip = [self.vocab[t] for t in set(exclude) if t in self.vocab]
+        mass[skip] = 0.0
+        found = np.flatnonzero(mass > 0)  # ascending ids, so the stable sort breaks ties by id
+        best = [int(i) for i in found[np.argsort(-mass[found], kind="stable")]
+                if (len(self._terms[i]) > 1 or not CJK_CHAR.match(self._terms[i]))
+                and (not cjk_only or CJK_CHAR.match(self._terms[i]))][:n]
+        if not best:
+            return [], []
+        top = mass[best[0]]
+        return [self._terms[i] for i in best], [float(mass[i] / top) for i in best]
