@@ -48,17 +48,6 @@ TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
 # objective zh 1.301 -> 1.343 (book hit@1 0.736 -> 0.767); English questions keep 1 (their Chinese
 # tokens are translations, not typed).
 SINGLE_CHAR_WEIGHT = {"zh": 0.5, "en": 1.0}
-# Pseudo-relevance feedback (RM3-style query expansion; README): a search in hybrid or lexical mode
-# first ranks as usual, then adds to each BM25 language's query the PRF_TERMS best terms of its
-# PRF_DOCS top sections (`BM25Scorer.feedback_terms`; a section is its best chunk, or all its
-# chunks of that language with PRF_UNIT "section"), weighted PRF_WEIGHT (the question's language)
-# or PRF_CROSS_WEIGHT (another language: Chinese words for an English question) times the term's
-# share, and searches again. 0 docs or weight switches it off.
-PRF_DOCS = {"zh": 0, "en": 0}
-PRF_TERMS = {"zh": 10, "en": 10}
-PRF_WEIGHT = {"zh": 0.0, "en": 0.0}
-PRF_CROSS_WEIGHT = {"zh": 0.0, "en": 0.0}
-PRF_UNIT = "chunk"
 # Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
 CANDIDATES = 100
 CANDIDATES_PER_HIT = 10
@@ -155,14 +144,6 @@ class Retriever:
         self._first_chunk = np.full(len(self.section_keys), -1, dtype=np.int64)
         present, first = np.unique(self._chunk_section, return_index=True)
         self._first_chunk[present] = first
-        # Each chunk's row in its language's BM25 index, and each section's chunks (CSR).
-        self._bm25_row = np.zeros(len(self.chunks), dtype=np.int64)
-        for lang in set(chunk_langs.tolist()):
-            mine = np.flatnonzero(chunk_langs == lang)
-            self._bm25_row[mine] = np.arange(len(mine))
-        self._section_chunks = np.argsort(self._chunk_section, kind="stable")
-        self._section_bounds = np.searchsorted(self._chunk_section[self._section_chunks],
-                                               np.arange(len(self.section_keys) + 1))
 
     @classmethod
     def load(cls, index_dir: str | Path = DEFAULT_INDEX) -> "Retriever":
@@ -197,16 +178,10 @@ class Retriever:
         in_chapters = self.chapter_mask(chapters)
         # Ranked for enough sections that k remain after near-duplicates are folded into also_in:
         # k first, deeper only when folding left fewer than k.
-        lang, expansion = detect_language(query), None
-        if mode != "dense" and PRF_DOCS[lang] > 0 and (PRF_WEIGHT[lang] > 0 or PRF_CROSS_WEIGHT[lang] > 0):
-            chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, PRF_DOCS[lang], qv,
-                                                                                boost, in_chapters)
-            top = sections[:PRF_DOCS[lang]][section_scores[:PRF_DOCS[lang]] > 0]
-            expansion = self.feedback(query, lang, top, self._best_chunks(top, chunks, chunk_scores))
         depth = k
         while True:
             chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, depth, qv, boost,
-                                                                                in_chapters, expansion)
+                                                                                in_chapters)
             hits, shown = [], set()
             for sec, score, best in zip(sections[:depth], section_scores[:depth],
                                         self._best_chunks(sections[:depth], chunks, chunk_scores)):
@@ -244,58 +219,12 @@ class Retriever:
                            f"choose from: {', '.join(self.chapters)}.")
         return np.isin(self._section_chapter, list(chapters))
 
-    def lexical_queries(self, query: str, lang: str) -> dict[str, list[str]]:
-        """The BM25 query of each language's text: own-language text with the question's tokens;
-        the other languages' text (only where a chapter has none in the question's language) with
-        the glossary's translations and, for an English question, the learned word translations
-        (index.word_translations) added."""
-        tokens = self.index.tokenize(normalize(query))
-        token_lists = {lang: tokens} if lang in self.store.languages else {}
-        if self._cross[lang]:
-            cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
-            if lang == "en":
-                learned = self.index.word_translations
-                cross_tokens += [learned[t] for t in tokens if t in learned]
-            token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
-        return token_lists
-
-    def feedback(self, query: str, lang: str, sections, best_chunks, params: dict | None = None) -> dict:
-        """Pseudo-relevance feedback: {BM25 language: (expansion tokens, their weights)} from the
-        top `sections` of a first ranking (best first) and the chunk each is shown by.
-
-        params (CV, eval/tools/cv_weights.py) overrides the PRF_* constants: docs, terms, weight,
-        cross, unit. Only the first `docs` sections are used.
-        """
-        p = {"docs": PRF_DOCS[lang], "terms": PRF_TERMS[lang], "weight": PRF_WEIGHT[lang],
-             "cross": PRF_CROSS_WEIGHT[lang], "unit": PRF_UNIT, **(params or {})}
-        out = {}
-        for l, toks in self.lexical_queries(query, lang).items():
-            beta = p["weight"] if l == lang else p["cross"]
-            if beta <= 0 or p["docs"] <= 0:
-                continue
-            units = []
-            for sec, best in list(zip(sections, best_chunks))[:p["docs"]]:
-                mine = self._section_chunks[self._section_bounds[sec]:self._section_bounds[sec + 1]] \
-                    if p["unit"] == "section" else np.array([best])
-                units.append(self._bm25_row[mine[self._chunk_lang[mine] == l]])
-            uw = None
-            if p.get("sharp") is not None:
-                sc = np.asarray(p["scores"][:len(units)], dtype=np.float64)
-                uw = list((sc / sc.max()) ** p["sharp"])
-            terms, weights = self.index.bm25[l].feedback_terms(units, p["terms"], exclude=toks, unit_weights=uw,
-                                                               min_units=p.get("min_units", 1),
-                                                               cjk_only=p.get("cjk_only", False), idf=p.get("idf", True))
-            if terms:
-                out[l] = (terms, [beta * w for w in weights])
-        return out
-
     def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None, boost: dict[str, float] | None = None,
-              in_chapters: np.ndarray | None = None, expansion: dict | None = None):
+              in_chapters: np.ndarray | None = None):
         """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first.
 
         in_chapters (per section): the chapter filter, a mask on the fused chunk scores and on the
-        title scores, so sections outside it score 0 and the bounds stay bounds. expansion
-        (`feedback`): weighted tokens added to a language's BM25 query.
+        title scores, so sections outside it score 0 and the bounds stay bounds.
         """
         boosted = np.zeros(len(self.section_keys), dtype=np.float32)
         for key, amount in (boost or {}).items():
@@ -316,12 +245,19 @@ class Retriever:
         if use_dense:
             qv = self.embed(query) if qv is None else qv
         if use_lexical:
+            # Own-language text with the question's tokens; the other languages' text (only where a
+            # chapter has none in the question's language) with the glossary's translations and, for
+            # an English question, the words learned from the English titles (toc.py) added.
             # Each language's BM25 is scaled by its own maximum.
-            token_lists = self.lexical_queries(query, lang)
+            tokens = self.index.tokenize(normalize(query))
+            token_lists = {lang: tokens} if lang in self.store.languages else {}
+            if self._cross[lang]:
+                cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
+                if lang == "en":
+                    learned = self.index.word_translations
+                    cross_tokens += [learned[t] for t in tokens if t in learned]
+                token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
             weights = {l: term_weights(toks, SINGLE_CHAR_WEIGHT[lang]) for l, toks in token_lists.items()}
-            for l, (extra, extra_weights) in (expansion or {}).items():
-                weights[l] = (weights[l] or [1.0] * len(token_lists[l])) + extra_weights
-                token_lists[l] = token_lists[l] + extra
         wt = TITLE_WEIGHT[lang]
         # BM25 over the English titles (English questions, corpora with toc.en.tsv), every section.
         title_en_lexical, wb = None, TITLE_EN_LEXICAL_WEIGHT[lang] if mode != "dense" else 0.0

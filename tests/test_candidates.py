@@ -34,10 +34,8 @@ def _scaled(scores: np.ndarray) -> np.ndarray:
     return scores / top if top > 0 else scores
 
 
-def full_scores(r: Retriever, query: str, mode: str, chapters=None,
-                expansion: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Main's Retriever.scores before candidate retrieval: every chunk and section scored
-    (expansion: {lang: (tokens, weights)} added to that language's BM25 query)."""
+def full_scores(r: Retriever, query: str, mode: str, chapters=None) -> tuple[np.ndarray, np.ndarray]:
+    """Main's Retriever.scores before candidate retrieval: every chunk and section scored."""
     in_chapters = r.chapter_mask(chapters)
     index, n = r.index, len(r.chunks)
     lang = detect_language(query)
@@ -55,20 +53,18 @@ def full_scores(r: Retriever, query: str, mode: str, chapters=None,
         np.maximum.at(title, r._title_section, np.clip(index.titles @ qv[0], 0.0, 1.0) * title_mask)
     if mode != "dense":
         tokens = index.tokenize(normalize(query))
-        queries = {lang: tokens} if lang in lexical_sets else {}
+        lexical = np.zeros(n, dtype=np.float32)
+        if lang in lexical_sets:
+            scorer, ids = lexical_sets[lang]
+            lexical[ids] = _scaled(scorer.scores(tokens, term_weights(tokens, SINGLE_CHAR_WEIGHT[lang])))
         if r._cross[lang]:
             cross_tokens = tokens + index.tokenize(" ".join(translations(query, index.glossary)))
             if lang == "en":  # the words learned from the English titles
                 cross_tokens += [index.word_translations[t] for t in tokens if t in index.word_translations]
-            queries.update({other: cross_tokens for other in lexical_sets if other != lang})
-        lexical = np.zeros(n, dtype=np.float32)
-        for l, toks in queries.items():
-            scorer, ids = lexical_sets[l]
-            weights = term_weights(toks, SINGLE_CHAR_WEIGHT[lang])
-            if expansion and l in expansion:
-                weights = (weights or [1.0] * len(toks)) + expansion[l][1]
-                toks = toks + expansion[l][0]
-            lexical[ids] = _scaled(scorer.scores(toks, weights))
+            for other, (scorer, ids) in lexical_sets.items():
+                if other != lang:
+                    lexical[ids] = _scaled(scorer.scores(cross_tokens,
+                                                         term_weights(cross_tokens, SINGLE_CHAR_WEIGHT[lang])))
     if mode == "dense":
         chunk = dense
     elif mode == "lexical":
@@ -97,10 +93,10 @@ def full_scores(r: Retriever, query: str, mode: str, chapters=None,
 
 
 def full_scan(r: Retriever, query: str, mode: str, k: int, boost: dict | None = None,
-              chapters=None, expansion: dict | None = None) -> list[tuple[str, int, float]]:
+              chapters=None) -> list[tuple[str, int, float]]:
     """(qualified id, shown chunk, score) of the k best sections: main's Retriever.hits over full_scores
     (with main's follow-up boost of answer.analyse: added to a favoured section scoring above 0)."""
-    chunk_scores, section_scores = full_scores(r, check_query(query, k, mode), mode, chapters, expansion)
+    chunk_scores, section_scores = full_scores(r, check_query(query, k, mode), mode, chapters)
     for key, amount in (boost or {}).items():
         n = r.section_index[key]
         if section_scores[n] > 0:
@@ -290,30 +286,3 @@ def test_growing_only_blocking_lists_asks_for_fewer_candidates(synthetic_retriev
         same(r, got, full_scan(r, q, "hybrid", 5))
     assert all(new_asked[s] <= old_asked[s] for s in old_asked), (new_asked, old_asked)
     assert sum(new_asked.values()) < sum(old_asked.values()), (new_asked, old_asked)
-
-
-def prf_full_scan(r: Retriever, query: str, mode: str, k: int) -> list[tuple[str, int, float]]:
-    """The full scan with pseudo-relevance feedback: the first ranking's top sections and their best
-    chunks (as a full scan shows them) give the expansion, which the second full scan adds."""
-    lang = detect_language(query)
-    chunk, section = full_scores(r, check_query(query, k, mode), mode)
-    top = [s for s in np.argsort(-section, kind="stable")[:retriever_module.PRF_DOCS[lang]] if section[s] > 0]
-    best = []
-    for s in top:
-        mine = r._section_chunks[r._section_bounds[s]:r._section_bounds[s + 1]]
-        best.append(int(mine[np.argmax(chunk[mine])]))
-    return full_scan(r, query, mode, k, expansion=r.feedback(query, lang, top, best))
-
-
-@pytest.mark.parametrize("mode", ("hybrid", "lexical"))
-def test_pseudo_relevance_feedback_ranks_like_a_full_scan(book_retriever, tiny_candidates, monkeypatch, mode):
-    for name, value in (("PRF_DOCS", {"zh": 3, "en": 3}), ("PRF_TERMS", {"zh": 10, "en": 5}),
-                        ("PRF_WEIGHT", {"zh": 0.2, "en": 0.1}), ("PRF_CROSS_WEIGHT", {"zh": 0.0, "en": 0.2})):
-        monkeypatch.setattr(retriever_module, name, value)
-    tiny_candidates(book_retriever)
-    changed = 0
-    for q in QUESTIONS:
-        got = candidates(book_retriever, q, mode, 5)
-        same(book_retriever, got, prf_full_scan(book_retriever, q, mode, 5))
-        changed += got != full_scan(book_retriever, q, mode, 5)
-    assert changed > 0  # the expansion did change some rankings

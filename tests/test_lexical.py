@@ -93,14 +93,3 @@ def test_lone_characters_of_a_typo_weigh_less_than_words(tmp_path, monkeypatch):
     assert r.search(question, k=1, mode="lexical")[0].id == "ch01/1.1"
     monkeypatch.setitem(retriever_module.SINGLE_CHAR_WEIGHT, "zh", 1.0)  # every token alike: the typo wins
     assert r.search(question, k=1, mode="lexical")[0].id == "ch01/1.2"
-
-
-def test_feedback_terms_pick_the_feedback_documents_salient_words(tmp_path):
-    build_bm25([["卷积", "池化", "池化", "x"], ["卷积", "池化", "步长", "话"], ["梯度", "下降"], ["梯度", "动量"]], tmp_path)
-    s = BM25Scorer(tmp_path)
-    terms, weights = s.feedback_terms([np.array([0]), np.array([1])], 2, exclude=["卷积"])
-    assert terms == ["池化", "x"] and weights[0] == 1.0 and 0 < weights[1] < 1  # the query's own word is skipped
-    assert "话" not in s.feedback_terms([np.array([1])], 10)[0]  # lone Chinese characters never
-    assert s.feedback_terms([np.array([0]), np.array([1])], 5, min_units=2)[0] == ["池化", "卷积"]
-    assert s.feedback_terms([np.array([0])], 5, cjk_only=True)[0] == ["池化", "卷积"]
-    assert s.feedback_terms([], 5) == ([], []) and s.feedback_terms([np.array([2])], 0) == ([], [])

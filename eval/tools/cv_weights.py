@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from rag.evaluate import read_questions, resolve_relevant, with_duplicates  # noqa: E402
+from rag.glossary import translations  # noqa: E402
 from rag.lang import CJK_CHAR, detect_language  # noqa: E402
 from rag.retriever import Retriever, _scaled  # noqa: E402
 from rag.text import normalize  # noqa: E402
@@ -53,16 +54,6 @@ GRID = {
     "en": {"dense": [0.2, 0.3, 0.4, 0.5], "cross": [0.5, 0.6, 0.7, 0.8, 0.9], "title": [0.0, 0.2, 0.4, 0.8],
            "tlex": [0.0, 0.25, 0.5, 1.0], "single": [1.0]},
 }
-# Pseudo-relevance feedback, chosen with the fusion weights fixed (docs 0: off, listed first so that
-# it wins ties); prf weighs the question's own language's expansion, prf_cross the other's.
-PRF_OFF = {"docs": 0, "terms": 10, "unit": "chunk", "prf": 0.0, "prf_cross": 0.0}
-PRF_GRID = {
-    "zh": {"docs": [0, 1, 3, 10], "terms": [3, 10], "unit": ["chunk"], "prf": [0.05, 0.1, 0.2], "prf_cross": [0.0],
-           "min_units": [1, 2], "cjk_only": [False, True], "idf": [True, False]},
-    "en": {"docs": [0, 1, 3, 10], "terms": [3, 10], "unit": ["chunk"], "prf": [0.0, 0.05, 0.1],
-           "prf_cross": [0.0, 0.05, 0.1, 0.2], "min_units": [1, 2], "cjk_only": [False, True], "idf": [True, False]},
-}
-BASE = ("dense", "cross", "title", "tlex", "single")
 SEED = 11
 
 
@@ -105,12 +96,18 @@ def components(r: Retriever, query: str) -> dict[str, np.ndarray]:
     out = {"dense": np.clip(r.store.dense_scores(qv, ids), 0.0, 1.0) * chunk_mask,
            "title": r._title_scores(qv, np.arange(len(r.section_keys)), title_mask)}
     tokens = r.index.tokenize(normalize(query))
-    out["lexical"] = {}
-    for l, toks in r.lexical_queries(query, lang).items():
+    lists = {lang: tokens} if lang in r.store.languages else {}
+    if r._cross[lang]:
+        cross = tokens + r.index.tokenize(" ".join(translations(query, r.index.glossary)))
+        if lang == "en":
+            cross += [r.index.word_translations[t] for t in tokens if t in r.index.word_translations]
+        lists.update({o: cross for o in r.store.languages if o != lang})
+    out["lexical"] = []
+    for l, toks in lists.items():
         sel = ids[r._chunk_lang == l]
         single = [float(len(t) == 1 and bool(CJK_CHAR.match(t))) for t in toks]
-        out["lexical"][l] = (sel, r.store.lexical_scores(l, toks, sel, [1.0 - x for x in single]),
-                             r.store.lexical_scores(l, toks, sel, single))
+        out["lexical"].append((sel, r.store.lexical_scores(l, toks, sel, [1.0 - x for x in single]),
+                               r.store.lexical_scores(l, toks, sel, single)))
     out["chunk_mask"] = chunk_mask
     if lang == "en" and r.index.bm25_titles_en is not None:
         t = np.zeros(len(r.section_keys), dtype=np.float32)
@@ -119,21 +116,19 @@ def components(r: Retriever, query: str) -> dict[str, np.ndarray]:
     return out
 
 
-def lexical_scores(parts: dict, single: float, expansion: dict | None = None) -> np.ndarray:
-    """Each chunk's BM25 with lone Chinese characters weighted `single` (lexical.term_weights)
-    and a language's expansion terms' BM25 (`expansion`: {lang: scores}, weighted already) added,
+def lexical_scores(parts: dict, single: float) -> np.ndarray:
+    """Each chunk's BM25 with lone Chinese characters weighted `single` (lexical.term_weights),
     scaled by its language's maximum, masked as the retriever masks it."""
     lexical = np.zeros(len(parts["dense"]), dtype=np.float32)
-    for l, (sel, words, chars) in parts["lexical"].items():
-        lexical[sel] = _scaled(words + np.float32(single) * chars + (expansion or {}).get(l, 0.0))
+    for sel, words, chars in parts["lexical"]:
+        lexical[sel] = _scaled(words + np.float32(single) * chars)
     return lexical * parts["chunk_mask"]
 
 
 def fuse(r: Retriever, parts: dict, dense: float, title: float, title_en_lexical: float,
-         single: float = 1.0, expansion: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Section scores of the hybrid fusion with the given weights (as rag/retriever.py fuses),
-    and the chunk scores."""
-    chunk = dense * parts["dense"] + (1.0 - dense) * lexical_scores(parts, single, expansion)
+         single: float = 1.0) -> np.ndarray:
+    """Section scores of the hybrid fusion with the given weights (as rag/retriever.py fuses)."""
+    chunk = dense * parts["dense"] + (1.0 - dense) * lexical_scores(parts, single)
     section = np.zeros(len(r.section_keys), dtype=np.float32)
     np.maximum.at(section, r._chunk_section, chunk)
     total = 1.0
@@ -141,7 +136,7 @@ def fuse(r: Retriever, parts: dict, dense: float, title: float, title_en_lexical
         if name in parts and w > 0:
             section = section + w * parts[name]
             total += w
-    return section / total, chunk
+    return section / total
 
 
 class Cached:
@@ -164,36 +159,11 @@ class Cached:
             lang = detect_language(q["question"])
             gold = np.isin(np.array(r.section_keys), q["relevant"])
             self.items.append((set_name, q, lang, components(r, q["question"]), gold))
-        self._expansions = {}
-
-    def expansion(self, item, w: dict, section: np.ndarray, chunk: np.ndarray) -> dict:
-        """{lang: BM25 of its expansion terms over its chunks, each term weighted by its share}
-        for the pseudo-relevance feedback params in w, from the first ranking (section, chunk)."""
-        extra = {k: w[k] for k in ("sharp", "min_units", "cjk_only", "idf") if k in w}
-        key = (id(item), *(w[k] for k in BASE), w["docs"], w["terms"], w["unit"], *extra.items())
-        if key not in self._expansions:
-            r, (_, q, lang, parts, _) = self.r, item
-            top = [s for s in np.argsort(-section, kind="stable")[:w["docs"]] if section[s] > 0]
-            best = []
-            for s in top:
-                mine = r._section_chunks[r._section_bounds[s]:r._section_bounds[s + 1]]
-                best.append(int(mine[np.argmax(chunk[mine])]))  # (ascending ids: ties go to the first)
-            terms = r.feedback(q["question"], lang, top, best,
-                               {"docs": w["docs"], "terms": w["terms"], "unit": w["unit"], "weight": 1.0, "cross": 1.0,
-                                "scores": [float(section[s]) for s in top], **extra})
-            self._expansions[key] = {l: r.store.lexical_scores(l, toks, parts["lexical"][l][0], ws)
-                                     for l, (toks, ws) in terms.items()}
-        return self._expansions[key]
 
     def rank_scores(self, item, w: dict) -> tuple[float, float]:
         _, _, lang, parts, gold = item
         dense = w["cross"] if self.r._cross[lang] else w["dense"]
-        section, chunk = fuse(self.r, parts, dense, w["title"], w["tlex"], w["single"])
-        if w.get("docs", 0) > 0 and (w["prf"] > 0 or w["prf_cross"] > 0):
-            raw = self.expansion(item, w, section, chunk)
-            betas = {l: np.float32(w["prf"] if l == lang else w["prf_cross"]) for l in raw}
-            section, _ = fuse(self.r, parts, dense, w["title"], w["tlex"], w["single"],
-                              {l: betas[l] * v for l, v in raw.items()})
+        section = fuse(self.r, parts, dense, w["title"], w["tlex"], w["single"])
         order = np.argsort(-section, kind="stable")[:40]
         shown, rank = set(), 0
         for sec in order:
@@ -219,19 +189,13 @@ def objective(items, w) -> float:
 
 
 def fit(items, lang) -> dict:
-    """The fusion weights first (GRID), then, with them fixed, pseudo-relevance feedback (PRF_GRID;
-    off unless it raises the objective)."""
-    best_w = None
-    for grid, start in ((GRID[lang], {**PRF_OFF}), (PRF_GRID[lang], None)):
-        best = -1.0
-        start = start if start is not None else best_w
-        for combo in itertools.product(*grid.values()):
-            w = {**start, **dict(zip(grid, combo))}
-            if w.get("docs", 0) and not (w["prf"] or w["prf_cross"]) or w.get("min_units", 1) > max(w.get("docs", 0), 1):
-                continue
-            score = objective(items, w)
-            if score > best + 1e-9:
-                best, best_w = score, w
+    grid = GRID[lang]
+    best, best_w = -1.0, None
+    for combo in itertools.product(*grid.values()):
+        w = dict(zip(grid, combo))
+        score = objective(items, w)
+        if score > best + 1e-9:
+            best, best_w = score, w
     return best_w
 
 
@@ -239,9 +203,7 @@ def current_weights(lang: str) -> dict:
     from rag import retriever as R
 
     return {"dense": R.DENSE_WEIGHT[lang], "cross": R.CROSS_LINGUAL_DENSE_WEIGHT, "title": R.TITLE_WEIGHT[lang],
-            "tlex": R.TITLE_EN_LEXICAL_WEIGHT[lang], "single": R.SINGLE_CHAR_WEIGHT[lang],
-            "docs": R.PRF_DOCS[lang], "terms": R.PRF_TERMS[lang], "unit": R.PRF_UNIT, "prf": R.PRF_WEIGHT[lang],
-            "prf_cross": R.PRF_CROSS_WEIGHT[lang]}
+            "tlex": R.TITLE_EN_LEXICAL_WEIGHT[lang], "single": R.SINGLE_CHAR_WEIGHT[lang]}
 
 
 def interval(values: list[float], n: int = 2000) -> list[float]:
