@@ -6,6 +6,9 @@ Stratified by language and by answerable/unanswerable: inside each of the four g
 questions (in id order) are shuffled with random.Random(seed) and the first round(dev * n)
 become dev, the rest test. The file is rewritten in id order with `split` set; every other
 field is kept as it is. Same seed, same questions -> same split.
+
+Batches written as extra dev questions (ids starting with a prefix of DEV_ONLY, e.g. `b3-`) are
+not drawn: they stay dev, and the draw over the other questions is the one it was without them.
 """
 from __future__ import annotations
 
@@ -17,14 +20,17 @@ from pathlib import Path
 
 SEED = 20261129
 DEV_SHARE = 0.6
+DEV_ONLY = ("b3-",)  # extra dev batches: always dev, left out of the stratified draw
 
 
 def assign_splits(questions: list[dict], seed: int = SEED, dev: float = DEV_SHARE) -> list[dict]:
     groups: dict[tuple[str, bool], list[str]] = {}
+    split = {q["id"]: "dev" for q in questions if q["id"].startswith(DEV_ONLY)}
     for q in sorted(questions, key=lambda q: q["id"]):
+        if q["id"] in split:
+            continue
         groups.setdefault((q["lang"], bool(q["relevant"])), []).append(q["id"])
     rng = random.Random(seed)
-    split = {}
     for key in sorted(groups):
         ids = groups[key]
         rng.shuffle(ids)
