@@ -41,8 +41,8 @@ MAX_K = 100
 DENSE_WEIGHT = {"zh": 0.3, "en": 0.4}
 # A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
-CROSS_LINGUAL_DENSE_WEIGHT = 0.7
-TITLE_WEIGHT = {"zh": 0.4, "en": 0.2}
+CROSS_LINGUAL_DENSE_WEIGHT = 0.6
+TITLE_WEIGHT = {"zh": 0.2, "en": 0.2}
 TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
 # A lone Chinese character of the question weighs this much in BM25 (lexical.term_weights): CV
 # objective zh 1.301 -> 1.343 (book hit@1 0.736 -> 0.767); English questions keep 1 (their Chinese
