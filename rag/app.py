@@ -26,7 +26,7 @@ from .corpus import read_text
 from .feedback import append_feedback, default_feedback_path, message_feedback_record
 from .lang import FRAMES, detect_language
 from .retriever import MODES, Retriever
-from .text import display
+from .text import display, shown_quote
 from .types import Answer, RagError, Section
 
 LANG_CHOICES = [("auto", "auto"), ("中文", "zh"), ("English", "en")]
@@ -253,7 +253,7 @@ class SourcePanel:
             lines.append(_quote(c.quote))
             if c.original is not None:
                 label = FRAMES[lang]["original"] + ("：" if lang == "zh" else ":")
-                lines += [">", _quote(f"*{label}* {c.original.quote}")]
+                lines += [">", _quote(c.original.quote, label=f"*{label}* ")]
             lines.append(">")
             last = c
         lines.append(self._cite_line(mid, last, lang))
@@ -316,8 +316,10 @@ class SourcePanel:
         return "\n".join(parts)
 
 
-def _quote(text: str) -> str:
-    return "\n".join(f"> {safe_md(line)}" for line in text.strip("| \t").split("\n"))
+def _quote(text: str, label: str = "") -> str:
+    """A quote as a markdown blockquote, shown as answers show it (text.shown_quote), escaped."""
+    lines = [html.escape(line, quote=False) for line in shown_quote(text).split("\n")]
+    return "\n".join(f"> {label if n == 0 else ''}{line}" for n, line in enumerate(lines))
 
 
 def previous_turns(store: dict) -> list[dict]:

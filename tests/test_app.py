@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, http, serving
-from rag.app import (CHAT_BUDGET, PAGE_BODY_LIMIT, SourcePanel, _marked_md, anchor, ask_in_chat, chat_bytes, md_escape,
+from rag.app import (CHAT_BUDGET, PAGE_BODY_LIMIT, SourcePanel, _marked_md, _quote, anchor, ask_in_chat, chat_bytes, md_escape,
                      shown)
 from rag.feedback import append_feedback, feedback_record, message_feedback_record
 
@@ -522,3 +522,9 @@ def test_library_and_cli_chapter_filter(retriever, capsys):
         retriever.search(q, chapters=["ch05"])
     assert main(["search", q, "--chapter", "ch10", "--json", "-k", "1"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["section"] == "10.14"
+
+
+def test_a_chat_quote_is_shown_as_answers_show_it():
+    # a table-row piece loses its edge bar, markup is escaped, the label leads the first line only
+    assert _quote("| 引入 <b>扩张率</b> &emsp;参数 |", label="*原文：* ") == "> *原文：* 引入 &lt;b&gt;扩张率&lt;/b&gt; \u2003参数"
+    assert _quote("a\nb") == "> a\n> b"

@@ -44,7 +44,8 @@ sys.path.insert(0, str(REPO))
 
 from rag.evaluate import read_questions, resolve_relevant, with_duplicates  # noqa: E402
 from rag.glossary import translations  # noqa: E402
-from rag.lang import CJK_CHAR, detect_language  # noqa: E402
+from rag.lang import detect_language  # noqa: E402
+from rag.lexical import term_weights  # noqa: E402
 from rag.retriever import Retriever, _scaled  # noqa: E402
 from rag.text import normalize  # noqa: E402
 
@@ -105,9 +106,9 @@ def components(r: Retriever, query: str) -> dict[str, np.ndarray]:
     out["lexical"] = []
     for l, toks in lists.items():
         sel = ids[r._chunk_lang == l]
-        single = [float(len(t) == 1 and bool(CJK_CHAR.match(t))) for t in toks]
-        out["lexical"].append((sel, r.store.lexical_scores(l, toks, sel, [1.0 - x for x in single]),
-                               r.store.lexical_scores(l, toks, sel, single)))
+        words = term_weights(toks, 0.0) or [1.0] * len(toks)  # lone characters 0, the rest 1
+        out["lexical"].append((sel, r.store.lexical_scores(l, toks, sel, words),
+                               r.store.lexical_scores(l, toks, sel, [1.0 - w for w in words])))
     out["chunk_mask"] = chunk_mask
     if lang == "en" and r.index.bm25_titles_en is not None:
         t = np.zeros(len(r.section_keys), dtype=np.float32)
