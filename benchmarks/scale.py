@@ -305,7 +305,7 @@ def make_retriever(corpus: Corpus, store):
     lexicon = {w: 10 for w in corpus.vocab["zh"]}
     index = LoadedIndex(path=Path("."), manifest={"corpus": files}, chunks=chunks, sections=sections, vectors=None,
                         titles=corpus.titles, sentences=[], sentence_vectors=np.zeros((0, D), np.float32), bm25={},
-                        tokenize=Tokenizer(lexicon), glossary=[], bm25_titles_en=None, duplicates=[])
+                        tokenize=Tokenizer(lexicon), glossary=[], duplicates=[])
     return Retriever(index, encoder=None, store=store)
 
 

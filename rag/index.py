@@ -7,7 +7,8 @@
       chunks.jsonl    one chunk a line (ensure_ascii=False)
       vectors.faiss   FAISS index over normalized chunk vectors (inner product)
       sections.jsonl  one section a line (chapter, id, title, source, offsets, kind, parents), in file order
-      titles.npy      the normalized vector of each section's heading path (heading_path), row for row
+      titles.npy      the normalized vector of each section's heading path (heading_path), row for row,
+                      then of each English title (toc.en.tsv) in section order: LoadedIndex.title_rows
       sentences.jsonl every sentence (with its tokens, the tokens of its subject, whether it is
                       on a heading line, and for a translation its original)
       sentence_stats.json  document frequencies over the sentences, for answers: of their tokens
@@ -16,7 +17,6 @@
       lexicon.txt     the jieba dictionary of the corpus's words (see lexical.py)
       bm25/LANG/      bm25s's saved arrays over the chunks of one language (zh, en), each with its heading path
       glossary.tsv    the corpus's glossary.tsv
-      bm25_titles_en/ bm25s's arrays over the English titles (toc.en.tsv) of the sections that have one, in section order
       duplicates.json pairs of near-duplicate sections (qualified ids, see dedup.py)
       word_translations.tsv  English word <TAB> Chinese word, learned from the corpus's aligned pairs (wordalign.py)
                       and, for the words those lack, from CC-CEDICT (dictionary.py)
@@ -70,7 +70,8 @@ from .types import Chunk, DamagedIndexError, IndexMissingError, RagError, Sectio
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 4  # 4: heading paths, word_translations.tsv; sentences' subject tokens and heading flag, sentence_stats.json
+FORMAT_VERSION = 5  # 4: heading paths, word_translations.tsv; sentences' subject tokens and heading flag, sentence_stats.json
+# 5: English titles are title rows (titles.npy) instead of a BM25 index of their own
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INDEX = ROOT / "index"
 DEFAULT_CORPUS = ROOT / "corpus"
@@ -141,7 +142,6 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     sections, chunks = apply_pairing(pairs, corpus.sections, corpus.chunks, sentences)
     attach_originals(sentences, sentence_vectors, file_texts)
     sections = with_english_titles(sections, file_texts, read_toc(corpus_dir / TOC_FILE))
-    en_titles = [s.title_en for s in sections if s.title_en]
     duplicates = duplicate_pairs({(files[s.source]["lang"], s.key): file_texts[s.source][s.start:s.end]
                                    for s in sections})
     glossary_path = corpus_dir / GLOSSARY_FILE
@@ -168,6 +168,10 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
     if longer:
         titles = titles.copy()
         titles[longer] = _encode_all(encoder, [paths[i] for i in longer], progress, "heading paths", titles.shape[1])
+    # ... then the English titles, so that an English question meets every section in English
+    english = [s.title_en for s in sections if s.title_en]
+    if english:
+        titles = np.vstack([titles, _encode_all(encoder, english, progress, "English titles", titles.shape[1])])
     vectors = _encode_all(encoder, texts, progress, "chunks", titles.shape[1])
     index = _faiss_index(vectors, index_type)
     search = tune_search(index, index_type, vectors, sentence_vectors)
@@ -177,7 +181,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             manifest = _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path,
                                       glossary, chunks, sections, sentences, tokenize, chunk_tokens, lexicon, index,
                                       vectors, titles, sentence_vectors, report, store_kind, store_location,
-                                      (en_titles, duplicates, word_translations), search)
+                                      (duplicates, word_translations), search)
     except OSError as e:
         raise RagError(f"cannot write the index at {index_dir} ({e.strerror or e}). The previous index, if any, "
                        "is unchanged. Free some disk space, or build into a writable directory with "
@@ -189,16 +193,16 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
 def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path, glossary, chunks,
                    sections, sentences, tokenize, chunk_tokens, lexicon, index, vectors, titles, sentence_vectors,
                    report, store_kind: str = "faiss", store_location: str | None = None,
-                   english=((), (), {}), search: dict | None = None) -> dict:
+                   extra=((), {}), search: dict | None = None) -> dict:
     """Write a new version directory and point CURRENT at it (call with the build lock held).
 
     chunk_tokens: what BM25 indexes of each chunk (the tokens of its heading path and text, normalized).
-    english: (English titles, near-duplicate pairs, word translations), see toc.py and dedup.py.
+    extra: (near-duplicate pairs, word translations), see dedup.py and wordalign.py.
     search: the approximate index's tuned search parameter (`tune_search`); none for Flat.
     """
     import faiss
 
-    en_titles, duplicates, word_translations = english
+    duplicates, word_translations = extra
 
     _remove_dead_builds(index_dir)  # the lock says no build is running
     tmp = _work_dir(index_dir)
@@ -232,8 +236,6 @@ def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files,
         save_lexicon(lexicon, tmp / "lexicon.txt")
         if glossary:
             shutil.copyfile(glossary_path, tmp / GLOSSARY_FILE)
-        if en_titles:
-            build_bm25([tokenize(normalize(t)) for t in en_titles], tmp / "bm25_titles_en")
         (tmp / "duplicates.json").write_text(json.dumps(duplicates, ensure_ascii=False, indent=1) + "\n",
                                              encoding="utf-8")
         if word_translations:
@@ -597,13 +599,12 @@ class LoadedIndex:
     chunks: list[Chunk]
     sections: list[Section]
     vectors: object  # faiss.Index
-    titles: np.ndarray  # one row per entry of sections
+    titles: np.ndarray  # one row per entry of title_rows
     sentences: list[dict]
     sentence_vectors: np.ndarray  # one row per sentence
     bm25: dict[str, BM25Scorer]  # by language
     tokenize: Tokenizer
     glossary: list[tuple[str, list[str]]]
-    bm25_titles_en: BM25Scorer | None  # over the English titles of the sections that have one, in section order
     duplicates: list[list[str]]  # pairs of near-duplicate sections (qualified ids)
     files_dir: Path | None = None  # the version directory the files were read from
     # sentence_stats.json: {"sentences": n, "df": {token: n}, "pair_df": {character pair: n}}
@@ -615,6 +616,13 @@ class LoadedIndex:
     def corpus_dir(self) -> Path:
         """The corpus directory (resolved once: answers ask for it once per sentence)."""
         return (self.path.resolve().parent / self.manifest["corpus_dir"]).resolve()
+
+    @cached_property
+    def title_rows(self) -> list[tuple[str, str]]:
+        """(qualified id, language) of each row of `titles`: every section's heading path, then
+        every English title (`title_en`) in section order."""
+        return [(s.key, self.lang_of(s.source)) for s in self.sections] + \
+            [(s.key, "en") for s in self.sections if s.title_en]
 
     def lang_of(self, source: str) -> str:
         """The language of a corpus file ('zh' or 'en')."""
@@ -808,7 +816,6 @@ def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> Loade
         bm25 = {p.name: BM25Scorer(p) for p in sorted((files_dir / "bm25").iterdir())}
         tokenize = Tokenizer(load_lexicon(files_dir / "lexicon.txt"))
         glossary = read_glossary(files_dir / GLOSSARY_FILE)
-        bm25_titles_en = BM25Scorer(files_dir / "bm25_titles_en") if (files_dir / "bm25_titles_en").is_dir() else None
         duplicates = json.loads((files_dir / "duplicates.json").read_text(encoding="utf-8"))
         stats = json.loads((files_dir / "sentence_stats.json").read_text(encoding="utf-8"))
         words = files_dir / WORD_TRANSLATIONS
@@ -818,13 +825,10 @@ def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> Loade
         raise DamagedIndexError(f"{index_dir} is damaged ({type(e).__name__}: {str(e)[:120]}). {fix}") from None
     problem = _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25) \
         or _stats_problem(stats, len(sentences))
-    n_en = sum(bool(s.title_en) for s in sections)
-    if problem is None and (bm25_titles_en.num_docs if bm25_titles_en is not None else 0) != n_en:
-        problem = f"BM25 over English titles does not match the {n_en} English titles"
     if problem:
         raise DamagedIndexError(f"{index_dir} is inconsistent: {problem}. {fix}")
     return LoadedIndex(index_dir, manifest, chunks, sections, vectors, titles, sentences, sentence_vectors,
-                       bm25, tokenize, glossary, bm25_titles_en, duplicates, files_dir, stats, word_translations)
+                       bm25, tokenize, glossary, duplicates, files_dir, stats, word_translations)
 
 
 def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vectors, vectors, bm25) -> str | None:
@@ -840,7 +844,8 @@ def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vect
         stored = np.zeros((0, dim), np.float32)
     if not np.isfinite(stored).all():
         return "chunk vectors are not all finite numbers"
-    for name, arr, rows in (("titles", titles, len(sections)), ("sentence vectors", sentence_vectors, len(sentences))):
+    n_titles = len(sections) + sum(bool(s.title_en) for s in sections)
+    for name, arr, rows in (("titles", titles, n_titles), ("sentence vectors", sentence_vectors, len(sentences))):
         if arr.dtype != np.float32 or arr.shape != (rows, dim) or not np.isfinite(arr).all():
             return f"{name} are {arr.dtype} {arr.shape}, expected finite float32 ({rows}, {dim})"
     keys = set()

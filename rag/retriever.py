@@ -34,16 +34,14 @@ MAX_QUERY_CHARS = 2000
 MAX_K = 100
 
 # Fusion, by question language. A chunk scores DENSE_WEIGHT * cosine + the rest * BM25 (divided
-# by the query's top BM25 score); a section scores the weighted sum of its best chunk, its best
-# title (cosine) and BM25 over its English title (toc.en.tsv; divided by the query's top), over
-# the sum of the weights, so every score stays in [0, 1]. Fitted by cross-validation on the dev
+# by the query's top BM25 score over all languages); a section scores the weighted sum of its best
+# chunk and its best title (cosine), over the sum of the weights, so every score stays in [0, 1]. Fitted by cross-validation on the dev
 # parts of eval/questions.jsonl and eval/book_questions.jsonl (eval/tools/cv_weights.py; README).
 DENSE_WEIGHT = {"zh": 0.3, "en": 0.4}
 # A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
-CROSS_LINGUAL_DENSE_WEIGHT = 0.6
+CROSS_LINGUAL_DENSE_WEIGHT = 0.7
 TITLE_WEIGHT = {"zh": 0.2, "en": 0.2}
-TITLE_EN_LEXICAL_WEIGHT = {"zh": 0.0, "en": 0.25}
 # A lone Chinese character of the question weighs this much in BM25 (lexical.term_weights): CV
 # objective zh 1.301 -> 1.343 (book hit@1 0.736 -> 0.767); English questions keep 1 (their Chinese
 # tokens are translations, not typed).
@@ -110,17 +108,14 @@ class Retriever:
         self._section_chapter = np.array([k.split("/", 1)[0] for k in self.section_keys])
         self.chapters = list(dict.fromkeys(self._section_chapter.tolist()))
         self._chunk_section = np.array([keys[c.key] for c in self.chunks], dtype=np.int64)
-        self._title_section = np.array([keys[s.key] for s in index.sections], dtype=np.int64)
-        # English titles (toc.en.tsv): shown on hits, BM25-scored for English questions.
-        with_en = [s for s in index.sections if s.title_en]
-        self._title_en_section = np.array([keys[s.key] for s in with_en], dtype=np.int64)
-        self.title_en = {s.key: s.title_en for s in with_en}
+        self._title_section = np.array([keys[key] for key, _ in index.title_rows], dtype=np.int64)
+        # English titles (toc.en.tsv): shown on hits; title rows for English questions (index.title_rows).
+        self.title_en = {s.key: s.title_en for s in index.sections if s.title_en}
         # Near-duplicate sections: a search shows the best of them and lists the others in also_in.
         self.duplicates = {k: v for k, v in neighbours(index.duplicates).items() if k in keys}
         chunk_langs = np.array([c.lang for c in self.chunks])
-        title_langs = np.array([index.lang_of(s.source) for s in index.sections])
+        title_langs = np.array([lang for _, lang in index.title_rows])
         chunk_chapters = np.array([c.chapter for c in self.chunks])
-        title_chapters = np.array([s.chapter for s in index.sections])
         # A question is matched against text in its own language in the chapters that have some
         # (a translation beside the original). Where some chapters have none, it is matched
         # cross-lingually there, and then against the text of every language in every chapter
@@ -141,6 +136,9 @@ class Retriever:
         order = np.argsort(self._title_section, kind="stable")
         bounds = np.searchsorted(self._title_section[order], np.arange(len(self.section_keys) + 1))
         self._title_rows, self._title_starts, self._title_ends = order, bounds[:-1], bounds[1:]
+        self._section_chunks = np.argsort(self._chunk_section, kind="stable")  # each section's chunks (CSR)
+        self._section_chunk_starts = np.searchsorted(self._chunk_section[self._section_chunks],
+                                                     np.arange(len(self.section_keys) + 1))
         self._first_chunk = np.full(len(self.section_keys), -1, dtype=np.int64)
         present, first = np.unique(self._chunk_section, return_index=True)
         self._first_chunk[present] = first
@@ -180,11 +178,11 @@ class Retriever:
         # k first, deeper only when folding left fewer than k.
         depth = k
         while True:
-            chunks, chunk_scores, sections, section_scores, qv, lang = self._rank(query, mode, depth, qv, boost,
-                                                                                in_chapters)
+            chunks, chunk_scores, sections, section_scores, qv, lang, fuse = self._rank(query, mode, depth, qv, boost,
+                                                                                      in_chapters)
             hits, shown = [], set()
             for sec, score, best in zip(sections[:depth], section_scores[:depth],
-                                        self._best_chunks(sections[:depth], chunks, chunk_scores)):
+                                        self._best_chunks(sections[:depth], chunks, chunk_scores, lang, fuse)):
                 if score <= 0 or len(hits) == k:
                     break
                 key = self.section_keys[sec]
@@ -248,7 +246,7 @@ class Retriever:
             # Own-language text with the question's tokens; the other languages' text (only where a
             # chapter has none in the question's language) with the glossary's translations and, for
             # an English question, the words learned from the English titles (toc.py) added.
-            # Each language's BM25 is scaled by its own maximum.
+            # Every language's BM25 is divided by the top score over all of them (see below).
             tokens = self.index.tokenize(normalize(query))
             token_lists = {lang: tokens} if lang in self.store.languages else {}
             if self._cross[lang]:
@@ -259,14 +257,6 @@ class Retriever:
                 token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
             weights = {l: term_weights(toks, SINGLE_CHAR_WEIGHT[lang]) for l, toks in token_lists.items()}
         wt = TITLE_WEIGHT[lang]
-        # BM25 over the English titles (English questions, corpora with toc.en.tsv), every section.
-        title_en_lexical, wb = None, TITLE_EN_LEXICAL_WEIGHT[lang] if mode != "dense" else 0.0
-        if wb > 0 and lang == "en" and self.index.bm25_titles_en is not None:
-            title_en_lexical = np.zeros(len(self.section_keys), dtype=np.float32)
-            np.maximum.at(title_en_lexical, self._title_en_section,
-                          _scaled(self.index.bm25_titles_en.scores(self.index.tokenize(normalize(query)))))
-            if in_chapters is not None:
-                title_en_lexical *= in_chapters
         n_all = max(len(self.chunks), len(self.index.sections))
         n0 = max(self.candidates, CANDIDATES_PER_HIT * k)
         n = {"dense": n0, "title": n0, **{("lexical", l): n0 for l in token_lists}} if use_lexical else \
@@ -288,23 +278,32 @@ class Retriever:
                 lexical_top = {l: ask(("lexical", l), lambda l=l, toks=toks: self.store.lexical(
                     l, toks, n["lexical", l], weights=weights[l])) for l, toks in token_lists.items()}
                 lists += [r.ids for r in lexical_top.values()]
-                # a language's maximum is the first score of its ranked list (all zero: it adds nothing)
-                tops = {l: float(r.scores[0]) for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0}
+                # a language's maximum is the first score of its ranked list (all zero: it adds nothing).
+                # All languages are divided by the top of them all: scaled by its own maximum, the
+                # English text of four chapters matched an English question's weakest word as well
+                # as the Chinese text its translations matched best (CV objective en 1.123 -> 1.195).
+                top = max((float(r.scores[0]) for r in lexical_top.values() if len(r.scores)), default=0.0)
+                tops = {l: top for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0}
                 l_cuts = {l: lexical_top[l].cut / top for l, top in tops.items()}
                 l_cut = max(l_cuts.values(), default=0.0)
             chunks = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
-            fused = np.zeros(len(chunks), dtype=np.float32)
-            if use_dense:
-                fused += wd * np.clip(self._complete(chunks, dense_top, lambda ids: self.store.dense_scores(qv, ids)), 0.0, 1.0)
-            if use_lexical and tops:
-                lexical = np.zeros(len(chunks), dtype=np.float32)
-                for l, top in tops.items():
-                    sel = np.flatnonzero(self._chunk_lang[chunks] == l)
-                    raw = self._complete(chunks[sel], lexical_top[l],
-                                         lambda ids: self.store.lexical_scores(l, token_lists[l], ids, weights=weights[l]))
-                    lexical[sel] = raw / top
-                fused += wl * lexical
-            fused *= chunk_mask[chunks]
+
+            def fuse(ids: np.ndarray) -> np.ndarray:
+                """The fused scores of any chunks (from the ranked lists, else from the store)."""
+                out = np.zeros(len(ids), dtype=np.float32)
+                if use_dense:
+                    out += wd * np.clip(self._complete(ids, dense_top, lambda x: self.store.dense_scores(qv, x)), 0.0, 1.0)
+                if use_lexical and tops:
+                    lexical = np.zeros(len(ids), dtype=np.float32)
+                    for l, top in tops.items():
+                        sel = np.flatnonzero(self._chunk_lang[ids] == l)
+                        raw = self._complete(ids[sel], lexical_top[l],
+                                             lambda x: self.store.lexical_scores(l, token_lists[l], x, weights=weights[l]))
+                        lexical[sel] = raw / top
+                    out += wl * lexical
+                return out * chunk_mask[ids]
+
+            fused = fuse(chunks)
             chunk_bound = wd * d_cut + wl * l_cut  # no chunk outside the candidates scores more
 
             sections = np.unique(self._chunk_section[chunks])
@@ -315,10 +314,6 @@ class Retriever:
                 sections = np.union1d(sections, self._title_section[title_top.ids])
             best = np.zeros(len(sections), dtype=np.float32)
             np.maximum.at(best, np.searchsorted(sections, self._chunk_section[chunks]), fused)
-            if title_en_lexical is not None:  # scored for every section: all that score are candidates
-                sections = np.union1d(sections, np.flatnonzero(title_en_lexical))
-                best = np.zeros(len(sections), dtype=np.float32)
-                np.maximum.at(best, np.searchsorted(sections, self._chunk_section[chunks]), fused)
             # A section's upper bound is (max(best, chunk bound) + bonus) / total; the bonus (its
             # title scores) is exact for every candidate section.
             score, bonus, wt_used, total = best.copy(), np.zeros(len(sections), np.float32), 0.0, 1.0
@@ -328,10 +323,6 @@ class Retriever:
                 bonus += wt * title
                 wt_used = wt
                 total += wt
-            if title_en_lexical is not None:
-                score += wb * title_en_lexical[sections]
-                bonus += wb * title_en_lexical[sections]
-                total += wb
             score = score / total
             whole = boosted[sections] != 0  # sections whose chunks are all candidates: exact scores
             score = score + boosted[sections] * (score > 0)
@@ -349,7 +340,7 @@ class Retriever:
                     (rest < score[head - 1] if head == k else rest <= 0)
 
             if exact(chunk_bound, t_cut):
-                return chunks, fused, sections, score, qv, lang
+                return chunks, fused, sections, score, qv, lang, fuse
             ranked = {"dense": dense_top if use_dense else None, "title": title_top if use_dense else None,
                       **({("lexical", l): r for l, r in lexical_top.items()} if use_lexical else {})}
             # BM25 lists' lengths that settle the check by themselves (their scores are summed already);
@@ -364,7 +355,7 @@ class Retriever:
                                      and n[s] < n_all}, wd * d_cut, wl, l_cuts if use_lexical else {},
                              t_cut if wt_used else 0.0, wanted)
             if not grow:
-                return chunks, fused, sections, score, qv, lang
+                return chunks, fused, sections, score, qv, lang, fuse
             for s in grow:
                 n[s] = wanted.get(s, 4 * n[s])
 
@@ -418,16 +409,23 @@ class Retriever:
         np.maximum.at(out, np.repeat(np.arange(len(sections)), lens), sims)
         return out
 
-    def _best_chunks(self, sections: np.ndarray, chunks: np.ndarray, chunk_scores: np.ndarray) -> list[int]:
-        """The chunk each section is shown by: its best-scoring candidate (ties: the first), else its first chunk."""
+    def _best_chunks(self, sections: np.ndarray, chunks: np.ndarray, chunk_scores: np.ndarray, lang: str,
+                     fuse) -> list[int]:
+        """The chunk each section is shown by: its best-scoring chunk in the question's language
+        when one scores above 0 (a translation is shown rather than its original), else its
+        best-scoring candidate (ties: the first), else its first chunk. `fuse` scores any chunks."""
         out = []
         own = self._chunk_section[chunks]
         for sec in sections:
             mine = np.flatnonzero(own == sec)
-            if len(mine) and chunk_scores[mine].max() > 0:
-                out.append(int(chunks[mine[np.argmax(chunk_scores[mine])]]))
-            else:
-                out.append(int(self._first_chunk[sec]))
+            best = int(chunks[mine[np.argmax(chunk_scores[mine])]]) if len(mine) and chunk_scores[mine].max() > 0 else -1
+            if best >= 0 and self._chunk_lang[best] != lang:
+                ids = self._section_chunks[self._section_chunk_starts[sec]:self._section_chunk_starts[sec + 1]]
+                ids = ids[self._chunk_lang[ids] == lang]
+                scores = fuse(ids) if len(ids) else ids
+                if len(ids) and scores.max() > 0:
+                    best = int(ids[np.argmax(scores)])
+            out.append(best if best >= 0 else int(self._first_chunk[sec]))
         return out
 
 
@@ -480,9 +478,3 @@ def _blocking(exact, growable: dict, dense_part: float, wl: float, l_cuts: dict,
         return first
     alone = [s for s in growable if cuts.get(s, 0.0) > 0 and exact(*bound([s]))]
     return alone or [s for s in growable if cuts.get(s, 0.0) > 0] or list(growable)
-
-
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    """Scores divided by their maximum (all zero stays zero)."""
-    top = float(scores.max()) if len(scores) else 0.0
-    return scores / top if top > 0 else scores

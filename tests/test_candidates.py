@@ -19,19 +19,14 @@ from rag.evaluate import read_questions
 from rag.glossary import translations
 from rag.index import build_index, load_index
 from rag.lexical import term_weights
-from rag.retriever import (CROSS_LINGUAL_DENSE_WEIGHT, DENSE_WEIGHT, SINGLE_CHAR_WEIGHT, TITLE_EN_LEXICAL_WEIGHT,
-                           TITLE_WEIGHT, Retriever, check_query, detect_language)
+from rag.retriever import (CROSS_LINGUAL_DENSE_WEIGHT, DENSE_WEIGHT, SINGLE_CHAR_WEIGHT, TITLE_WEIGHT, Retriever,
+                           check_query, detect_language)
 from rag.text import normalize
 from synthetic import write_corpus
 
 QUESTIONS = [q["question"] for q in read_questions(REPO / "eval" / "questions.jsonl")]
 MODES = ("hybrid", "dense", "lexical")
 BOOK_FIXTURE = REPO / "tests" / "fixtures" / "book"  # zh ch02, ch16, ch17 and en ch02 (GPL-3.0, see its README)
-
-
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    top = float(scores.max()) if len(scores) else 0.0
-    return scores / top if top > 0 else scores
 
 
 def full_scores(r: Retriever, query: str, mode: str, chapters=None) -> tuple[np.ndarray, np.ndarray]:
@@ -56,15 +51,16 @@ def full_scores(r: Retriever, query: str, mode: str, chapters=None) -> tuple[np.
         lexical = np.zeros(n, dtype=np.float32)
         if lang in lexical_sets:
             scorer, ids = lexical_sets[lang]
-            lexical[ids] = _scaled(scorer.scores(tokens, term_weights(tokens, SINGLE_CHAR_WEIGHT[lang])))
+            lexical[ids] = scorer.scores(tokens, term_weights(tokens, SINGLE_CHAR_WEIGHT[lang]))
         if r._cross[lang]:
             cross_tokens = tokens + index.tokenize(" ".join(translations(query, index.glossary)))
             if lang == "en":  # the words learned from the English titles
                 cross_tokens += [index.word_translations[t] for t in tokens if t in index.word_translations]
             for other, (scorer, ids) in lexical_sets.items():
                 if other != lang:
-                    lexical[ids] = _scaled(scorer.scores(cross_tokens,
-                                                         term_weights(cross_tokens, SINGLE_CHAR_WEIGHT[lang])))
+                    lexical[ids] = scorer.scores(cross_tokens, term_weights(cross_tokens, SINGLE_CHAR_WEIGHT[lang]))
+        if lexical.max(initial=0.0) > 0:  # divided by the top over all languages
+            lexical /= lexical.max()
     if mode == "dense":
         chunk = dense
     elif mode == "lexical":
@@ -79,12 +75,6 @@ def full_scores(r: Retriever, query: str, mode: str, chapters=None) -> tuple[np.
     if title is not None and TITLE_WEIGHT[lang] > 0:
         section = section + TITLE_WEIGHT[lang] * title
         total += TITLE_WEIGHT[lang]
-    wb = TITLE_EN_LEXICAL_WEIGHT[lang] if mode != "dense" else 0.0
-    if wb > 0 and lang == "en" and index.bm25_titles_en is not None:  # BM25 over the English titles
-        t = np.zeros(len(r.section_keys), dtype=np.float32)
-        np.maximum.at(t, r._title_en_section, _scaled(index.bm25_titles_en.scores(tokens)))
-        section = section + wb * t
-        total += wb
     section = section / total
     if in_chapters is not None:
         section = section * in_chapters
@@ -102,8 +92,13 @@ def full_scan(r: Retriever, query: str, mode: str, k: int, boost: dict | None = 
         if section_scores[n] > 0:
             section_scores[n] += amount
     best: dict[int, int] = {}
+    lang = detect_language(query)
     for i in np.argsort(-chunk_scores, kind="stable"):
         best.setdefault(int(r._chunk_section[i]), int(i))
+    for i in np.argsort(-chunk_scores, kind="stable"):  # ... shown in the question's language where it scores
+        sec = int(r._chunk_section[i])
+        if chunk_scores[i] > 0 and r.chunks[i].lang == lang and r.chunks[best[sec]].lang != lang:
+            best[sec] = int(i)
     out, shown = [], set()
     for sec in np.argsort(-section_scores, kind="stable"):
         if section_scores[sec] <= 0 or len(out) == k:

@@ -19,7 +19,7 @@ def built(tmp_path, small_corpus, fake_encoder):
 
 def test_build_writes_a_complete_manifest(built, small_corpus):
     m = json.loads((version_dir(built) / "manifest.json").read_text(encoding="utf-8"))
-    assert m["format_version"] == 4 and m["package_version"]
+    assert m["format_version"] == 5 and m["package_version"]
     assert m["encoder"] == {"id": "fake-chars", "dim": 64}
     assert m["index_type"] == "Flat" and m["chunking"] == {"max_chars": 600}
     assert set(m["corpus"]) == {"animals.zh.md"} and len(m["corpus"]["animals.zh.md"]["sha256"]) == 64

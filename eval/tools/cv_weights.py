@@ -2,8 +2,8 @@
 
 One parameter set for the whole book and the bundled chapter, per question language: the dense
 share of a chunk's score (own-language text, and cross-lingual when some chapters lack the
-question's language), the weight of the best title row (titles and English TOC titles), of
-BM25 over the English titles and of a question's lone Chinese characters in BM25. Questions: the dev split of eval/questions.jsonl (scored on the
+question's language), the weight of the best title row and of a question's lone Chinese
+characters in BM25. Questions: the dev split of eval/questions.jsonl (scored on the
 chapter's index, copies of a heading included) and the dev split of the book's questions
 (scored on a whole-book index); follow-ups (history) are left out.
 The objective is hit@1 + 0.5 * MRR@10 averaged per set, then over the two sets, with a
@@ -46,14 +46,13 @@ from rag.evaluate import read_questions, resolve_relevant, with_duplicates  # no
 from rag.glossary import translations  # noqa: E402
 from rag.lang import detect_language  # noqa: E402
 from rag.lexical import term_weights  # noqa: E402
-from rag.retriever import Retriever, _scaled  # noqa: E402
+from rag.retriever import Retriever  # noqa: E402
 from rag.text import normalize  # noqa: E402
 
 GRID = {
-    "zh": {"dense": [0.3, 0.4, 0.5, 0.6, 0.7], "cross": [0.9], "title": [0.0, 0.2, 0.4, 0.8], "tlex": [0.0],
-           "single": [1.0, 0.5]},
+    "zh": {"dense": [0.3, 0.4, 0.5, 0.6, 0.7], "cross": [0.9], "title": [0.0, 0.2, 0.4, 0.8], "single": [1.0, 0.5]},
     "en": {"dense": [0.2, 0.3, 0.4, 0.5], "cross": [0.5, 0.6, 0.7, 0.8, 0.9], "title": [0.0, 0.2, 0.4, 0.8],
-           "tlex": [0.0, 0.25, 0.5, 1.0], "single": [1.0]},
+           "single": [1.0]},
 }
 SEED = 11
 
@@ -86,10 +85,10 @@ def group(name: str, q: dict, lang: str) -> str:
 
 def components(r: Retriever, query: str) -> dict[str, np.ndarray]:
     """Every score of the retriever's hybrid fusion over the whole index (a full scan; the
-    retriever computes the same on its candidates): per chunk `dense`, per section `title` and, for
-    English questions with English titles, `title_en_lexical`; `lexical` holds each BM25 language's
-    chunks with their raw BM25 over the question's words and over its lone Chinese characters apart,
-    so that `lexical` can weigh the characters (`lexical_scores`)."""
+    retriever computes the same on its candidates): per chunk `dense`, per section `title`;
+    `lexical` holds each BM25 language's chunks with their raw BM25 over the question's words and
+    over its lone Chinese characters apart, so that `lexical` can weigh the characters
+    (`lexical_scores`)."""
     lang = detect_language(query)
     chunk_mask, title_mask = r._masks[lang]
     ids = np.arange(len(r.chunks))
@@ -110,34 +109,25 @@ def components(r: Retriever, query: str) -> dict[str, np.ndarray]:
         out["lexical"].append((sel, r.store.lexical_scores(l, toks, sel, words),
                                r.store.lexical_scores(l, toks, sel, [1.0 - w for w in words])))
     out["chunk_mask"] = chunk_mask
-    if lang == "en" and r.index.bm25_titles_en is not None:
-        t = np.zeros(len(r.section_keys), dtype=np.float32)
-        np.maximum.at(t, r._title_en_section, _scaled(r.index.bm25_titles_en.scores(tokens)))
-        out["title_en_lexical"] = t
     return out
 
 
 def lexical_scores(parts: dict, single: float) -> np.ndarray:
     """Each chunk's BM25 with lone Chinese characters weighted `single` (lexical.term_weights),
-    scaled by its language's maximum, masked as the retriever masks it."""
+    divided by the top score over all languages, masked as the retriever masks it."""
     lexical = np.zeros(len(parts["dense"]), dtype=np.float32)
     for sel, words, chars in parts["lexical"]:
-        lexical[sel] = _scaled(words + np.float32(single) * chars)
-    return lexical * parts["chunk_mask"]
+        lexical[sel] = words + np.float32(single) * chars
+    top = float(lexical.max(initial=0.0))
+    return (lexical / top if top > 0 else lexical) * parts["chunk_mask"]
 
 
-def fuse(r: Retriever, parts: dict, dense: float, title: float, title_en_lexical: float,
-         single: float = 1.0) -> np.ndarray:
+def fuse(r: Retriever, parts: dict, dense: float, title: float, single: float = 1.0) -> np.ndarray:
     """Section scores of the hybrid fusion with the given weights (as rag/retriever.py fuses)."""
     chunk = dense * parts["dense"] + (1.0 - dense) * lexical_scores(parts, single)
     section = np.zeros(len(r.section_keys), dtype=np.float32)
     np.maximum.at(section, r._chunk_section, chunk)
-    total = 1.0
-    for name, w in (("title", title), ("title_en_lexical", title_en_lexical)):
-        if name in parts and w > 0:
-            section = section + w * parts[name]
-            total += w
-    return section / total
+    return (section + title * parts["title"]) / (1.0 + title)
 
 
 class Cached:
@@ -164,7 +154,7 @@ class Cached:
     def rank_scores(self, item, w: dict) -> tuple[float, float]:
         _, _, lang, parts, gold = item
         dense = w["cross"] if self.r._cross[lang] else w["dense"]
-        section = fuse(self.r, parts, dense, w["title"], w["tlex"], w["single"])
+        section = fuse(self.r, parts, dense, w["title"], w["single"])
         order = np.argsort(-section, kind="stable")[:40]
         shown, rank = set(), 0
         for sec in order:
@@ -204,7 +194,7 @@ def current_weights(lang: str) -> dict:
     from rag import retriever as R
 
     return {"dense": R.DENSE_WEIGHT[lang], "cross": R.CROSS_LINGUAL_DENSE_WEIGHT, "title": R.TITLE_WEIGHT[lang],
-            "tlex": R.TITLE_EN_LEXICAL_WEIGHT[lang], "single": R.SINGLE_CHAR_WEIGHT[lang]}
+            "single": R.SINGLE_CHAR_WEIGHT[lang]}
 
 
 def interval(values: list[float], n: int = 2000) -> list[float]:
