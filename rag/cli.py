@@ -105,6 +105,11 @@ def _build(args) -> int:
     return 0
 
 
+def hit_title(h) -> str:
+    """A hit's title, with its English title beside a title in another language."""
+    return f"{h.title} ({h.title_en})" if h.title_en and h.lang != "en" else h.title
+
+
 def _search(args) -> int:
     from .retriever import check_query, load_fresh
 
@@ -117,8 +122,7 @@ def _search(args) -> int:
         print("no matching section")
     for h in hits:
         snippet = " ".join(h.text.split())
-        title = f"{h.title} ({h.title_en})" if h.title_en else h.title
-        print(f"§{h.id} {title}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
+        print(f"§{h.id} {hit_title(h)}  [{h.score:.3f}]  ({h.source}:{h.start}-{h.end})")
         print(f"    {snippet[:160]}{'…' if len(snippet) > 160 else ''}")
         if h.also_in:
             print(f"    also in: {', '.join('§' + k for k in h.also_in)}")

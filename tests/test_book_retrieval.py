@@ -217,3 +217,16 @@ def test_english_question_reaches_chinese_text_through_learned_words(corpus, fak
     idx.word_translations.clear()
     chunk = _chunk_scores(Retriever(idx, fake_encoder), "cat")
     assert all(chunk[i] == 0 for i in cat_text)  # without the table it does not
+
+
+def test_cli_shows_the_english_title_beside_a_chinese_one_only():
+    from rag.cli import hit_title
+    from rag.types import Hit
+
+    zh = Hit(section="3.6.8", title="什么是批归一化？", text="", score=1.0, source="zh/ch03.md", start=0, end=0,
+             lang="zh", title_en="What is batch normalization?")
+    assert hit_title(zh) == "什么是批归一化？ (What is batch normalization?)"
+    en = Hit(section="3.6.8", title="What is Batch Normalization?", text="", score=1.0, source="en/ch03.md", start=0,
+             end=0, lang="en", title_en="What is batch normalization?")
+    assert hit_title(en) == "What is Batch Normalization?"
+    assert hit_title(Hit(section="1", title="猫", text="", score=1.0, source="a.md", start=0, end=0)) == "猫"
