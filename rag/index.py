@@ -662,15 +662,27 @@ def read_manifest(index_dir: Path) -> dict:
     return _read_manifest(Path(index_dir), version_dir(index_dir))
 
 
+def rebuild_hint(index_dir: Path, manifest=None) -> str:
+    """How to rebuild an index: from the corpus its manifest names, when that is not the default
+    (a bare `rag build --index DIR` would put the bundled chapter in a whole-book index)."""
+    corpus = manifest.get("corpus_dir") if isinstance(manifest, dict) else None
+    if isinstance(corpus, str):
+        path = (Path(index_dir).resolve().parent / corpus).resolve()
+        if path != DEFAULT_CORPUS.resolve():
+            return f"Rebuild: rag build --corpus {path} --index {index_dir}"
+    return f"Rebuild: rag build --index {index_dir}"
+
+
 def _read_manifest(index_dir: Path, files_dir: Path) -> dict:
     path = files_dir / "manifest.json"
-    fix = f"Rebuild: rag build --index {index_dir}"
+    fix = rebuild_hint(index_dir)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IndexMissingError(f"no index at {index_dir}. Build one with: rag build --index {index_dir}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DamagedIndexError(f"{path} is unreadable ({type(e).__name__}). {fix}") from None
+    fix = rebuild_hint(index_dir, manifest)
     if isinstance(manifest, dict) and "format_version" in manifest and manifest["format_version"] != FORMAT_VERSION:
         raise StaleIndexError(f"{index_dir} has index format {manifest['format_version']!r}, this version "
                               f"reads format {FORMAT_VERSION}. {fix}")
@@ -746,7 +758,7 @@ def _manifest_problem(m) -> str | None:
 
 def check_fresh(index_dir: Path, manifest: dict, encoder_id: str | None = None) -> None:
     """Raise StaleIndexError if the corpus or the encoder changed since the build."""
-    fix = f"Rebuild: rag build --index {index_dir}"
+    fix = rebuild_hint(index_dir, manifest)
     if encoder_id is not None and manifest["encoder"]["id"] != encoder_id:
         raise StaleIndexError(f"{index_dir} was built with encoder {manifest['encoder']['id']!r}, "
                               f"not {encoder_id!r}. {fix} --model {encoder_id}")
@@ -792,7 +804,7 @@ def _load_version(index_dir: Path, files_dir: Path, check_corpus: bool) -> Loade
     import faiss
 
     manifest = _read_manifest(index_dir, files_dir)
-    fix = f"Rebuild: rag build --index {index_dir}"
+    fix = rebuild_hint(index_dir, manifest)
     for name, digest in manifest["files"].items():
         try:
             data = (files_dir / name).read_bytes()

@@ -25,7 +25,7 @@ from .text import normalize
 from .embedding import Encoder, load_encoder
 from .lang import detect_language
 from .lexical import term_weights
-from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest
+from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest, rebuild_hint
 from .store import Store, open_store, store_spec
 from .types import DamagedIndexError, Hit, IndexMissingError, RagError, StaleIndexError
 
@@ -154,7 +154,7 @@ class Retriever:
         dim = getattr(encoder, "dim", None)
         if dim is not None and dim != index.vectors.d:
             raise DamagedIndexError(f"{index_dir} has {index.vectors.d}-dimensional vectors, encoder "
-                                    f"{manifest['encoder']['id']!r} makes {dim}. Rebuild: rag build --index {index_dir}")
+                                    f"{manifest['encoder']['id']!r} makes {dim}. {rebuild_hint(index_dir, manifest)}")
         return cls(index, encoder)
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid", chapters=None) -> list[Hit]:

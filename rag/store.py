@@ -394,5 +394,7 @@ def open_store(index) -> Store:
     if record["kind"] == "qdrant":
         return QdrantStore(_location(record, index.path), record["collection"], record["points"],
                            {lang: scorer.vocab for lang, scorer in index.bm25.items()}, index.titles)
+    from .index import rebuild_hint
+
     raise DamagedIndexError(f"{index.path}/manifest.json names an unknown store {record['kind']!r}. "
-                            f"Rebuild: rag build --index {index.path}")
+                            f"{rebuild_hint(index.path, index.manifest)}")

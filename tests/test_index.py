@@ -109,8 +109,16 @@ def test_stale_corpus_encoder_and_format_are_reported(built, small_corpus):
     m = json.loads((version_dir(built) / "manifest.json").read_text())
     m["format_version"] = 99
     (version_dir(built) / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(StaleIndexError, match="format 99"):
+    # the fix names the corpus the index was built from (not the default chapter)
+    with pytest.raises(StaleIndexError, match=f"format 99.*rag build --corpus {small_corpus.resolve()} --index"):
         load_index(built)
+
+
+def test_rebuild_hint_of_the_default_corpus_names_no_corpus():
+    from rag.index import read_manifest, rebuild_hint
+
+    assert rebuild_hint(REPO / "index", read_manifest(REPO / "index")) == f"Rebuild: rag build --index {REPO / 'index'}"
+    assert rebuild_hint(REPO / "index") == f"Rebuild: rag build --index {REPO / 'index'}"
 
 
 def test_other_encoder_is_reported():
