@@ -35,8 +35,9 @@ MAX_K = 100
 
 # Fusion, by question language. A chunk scores DENSE_WEIGHT * cosine + the rest * BM25 (divided
 # by the query's top BM25 score over all languages); a section scores the weighted sum of its best
-# chunk and its best title (cosine), over the sum of the weights, so every score stays in [0, 1]. Fitted by cross-validation on the dev
-# parts of eval/questions.jsonl and eval/book_questions.jsonl (eval/tools/cv_weights.py; README).
+# chunk and its best title row (cosine), over the sum of the weights, so every score stays in
+# [0, 1]. Fitted by cross-validation on the dev parts of eval/questions.jsonl and
+# eval/book_questions.jsonl (eval/tools/cv_weights.py; README).
 DENSE_WEIGHT = {"zh": 0.3, "en": 0.4}
 # A question in a language some chapters have no text in (an English question, a Chinese-only
 # chapter) is matched cross-lingually: mostly dense, with BM25 over its glossary translations.
@@ -219,7 +220,8 @@ class Retriever:
 
     def _rank(self, query: str, mode: str, k: int, qv: np.ndarray | None, boost: dict[str, float] | None = None,
               in_chapters: np.ndarray | None = None):
-        """Candidate chunks (ascending ids) with fused scores, and candidate sections ranked best first.
+        """Candidate chunks (ascending ids) with fused scores, candidate sections ranked best first,
+        the query vector, its language and `fuse`, which scores any chunks the same way.
 
         in_chapters (per section): the chapter filter, a mask on the fused chunk scores and on the
         title scores, so sections outside it score 0 and the bounds stay bounds.
