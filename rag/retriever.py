@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,11 @@ TITLE_WEIGHT = {"zh": 0.2, "en": 0.2}
 # objective zh 1.301 -> 1.343 (book hit@1 0.736 -> 0.767); English questions keep 1 (their Chinese
 # tokens are translations, not typed).
 SINGLE_CHAR_WEIGHT = {"zh": 0.5, "en": 1.0}
+# A question that is a section's title (punctuation, spacing and case aside; a heading of either
+# language or a reviewed English title) ranks that section first in hybrid search: the book's
+# headings are its questions, and "什么是迁移学习？" should find "11.1.1 什么是迁移学习？", not the
+# sections whose longer text shares its words. Added like a follow-up's boost (scores can exceed 1).
+TITLE_MATCH_BOOST = 1.0
 # Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
 CANDIDATES = 100
 CANDIDATES_PER_HIT = 10
@@ -64,6 +70,12 @@ class Retrieval:
     query_vector: np.ndarray | None
     language: str
     candidates: int  # chunks scored (the union of the scorers' candidates, last round)
+
+
+def title_key(text: str) -> str:
+    """A title or question as exact-title matching compares it: compatibility-normalized,
+    case-folded, letters, digits and CJK characters only."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", normalize(text or "")).casefold() if ch.isalnum())
 
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
@@ -112,6 +124,11 @@ class Retriever:
         self._title_section = np.array([keys[key] for key, _ in index.title_rows], dtype=np.int64)
         # English titles (toc.en.tsv): shown on hits; title rows for English questions (index.title_rows).
         self.title_en = {s.key: s.title_en for s in index.sections if s.title_en}
+        self._by_title: dict[str, list[str]] = {}  # title_key -> the sections with that title
+        for s in index.sections:
+            for t in (s.title, s.title_en):
+                if title_key(t) and s.key not in self._by_title.get(title_key(t), []):
+                    self._by_title.setdefault(title_key(t), []).append(s.key)
         # Near-duplicate sections: a search shows the best of them and lists the others in also_in.
         self.duplicates = {k: v for k, v in neighbours(index.duplicates).items() if k in keys}
         chunk_langs = np.array([c.lang for c in self.chunks])
@@ -175,6 +192,8 @@ class Retriever:
         """
         query = check_query(query, k, mode)
         in_chapters = self.chapter_mask(chapters)
+        if mode == "hybrid":
+            boost = {**(boost or {}), **self.title_match(query)}
         # Ranked for enough sections that k remain after near-duplicates are folded into also_in:
         # k first, deeper only when folding left fewer than k.
         depth = k
@@ -201,6 +220,10 @@ class Retriever:
         full = np.zeros(len(self.section_keys), dtype=np.float32)
         full[sections] = section_scores
         return Retrieval(hits, full, qv, lang, len(chunks))
+
+    def title_match(self, query: str) -> dict[str, float]:
+        """The boost of the sections whose title is the question (see TITLE_MATCH_BOOST)."""
+        return {key: TITLE_MATCH_BOOST for key in self._by_title.get(title_key(query), ())}
 
     def embed(self, query: str) -> np.ndarray:
         """The query's unit vector (one row)."""

@@ -230,3 +230,17 @@ def test_cli_shows_the_english_title_beside_a_chinese_one_only():
              end=0, lang="en", title_en="What is batch normalization?")
     assert hit_title(en) == "What is Batch Normalization?"
     assert hit_title(Hit(section="1", title="猫", text="", score=1.0, source="a.md", start=0, end=0)) == "猫"
+
+
+def test_a_question_that_is_a_title_finds_its_section_first(built, fake_encoder):
+    """The book's headings are questions: asked as written (punctuation, spacing and case aside),
+    in Chinese or as the reviewed English title, a heading ranks its section first."""
+    r = Retriever(built, fake_encoder)
+    # 1.1 and 1.3 share their text; only the title tells them apart, and 1.1's is asked
+    for q in ("什么是猫？", "什么是猫", " 什么是猫?", "WHAT IS A CAT", "What is a cat?"):
+        assert r.search(q, k=1)[0].id == "ch01/1.1", q
+    for q in ("猫的习性", "habits of cats!"):
+        assert r.search(q, k=1)[0].id == "ch01/1.3", q
+    assert r.title_match("猫") == {} and r.title_match("什么是狗") == {"ch01/1.2": 1.0}
+    # a ranking rule of hybrid search only: the lexical and dense modes rank by their own scores
+    assert r.search("什么是猫", k=1, mode="lexical")[0].score <= 1.0

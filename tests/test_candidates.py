@@ -87,6 +87,8 @@ def full_scan(r: Retriever, query: str, mode: str, k: int, boost: dict | None = 
     """(qualified id, shown chunk, score) of the k best sections: main's Retriever.hits over full_scores
     (with main's follow-up boost of answer.analyse: added to a favoured section scoring above 0)."""
     chunk_scores, section_scores = full_scores(r, check_query(query, k, mode), mode, chapters)
+    if mode == "hybrid":  # main's exact-title rule (Retriever.title_match), a boost like a follow-up's
+        boost = {**(boost or {}), **r.title_match(query)}
     for key, amount in (boost or {}).items():
         n = r.section_index[key]
         if section_scores[n] > 0:
