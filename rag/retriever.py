@@ -13,6 +13,7 @@ sets), at a cost that grows with N and the postings of the query's words, not wi
 from __future__ import annotations
 
 import os
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -48,11 +49,13 @@ TITLE_WEIGHT = {"zh": 0.2, "en": 0.2}
 # objective zh 1.301 -> 1.343 (book hit@1 0.736 -> 0.767); English questions keep 1 (their Chinese
 # tokens are translations, not typed).
 SINGLE_CHAR_WEIGHT = {"zh": 0.5, "en": 1.0}
-# A question that is a section's title (punctuation, spacing and case aside; a heading of either
-# language or a reviewed English title) ranks that section first in hybrid search: the book's
+# A question that is a section's title (punctuation, spacing and case aside, and with or without
+# what the title holds in brackets: "什么是批归一化（Batch Normalization）", "DetNet（贡献者：...）"; a
+# heading of either language or a reviewed English title) ranks that section first in hybrid search: the book's
 # headings are its questions, and "什么是迁移学习？" should find "11.1.1 什么是迁移学习？", not the
 # sections whose longer text shares its words. Added like a follow-up's boost (scores can exceed 1).
 TITLE_MATCH_BOOST = 1.0
+_PARENS = re.compile(r"[（(][^（()）]*[）)]")
 # Candidates asked from each scorer at first: max(CANDIDATES, CANDIDATES_PER_HIT * k).
 CANDIDATES = 100
 CANDIDATES_PER_HIT = 10
@@ -74,8 +77,9 @@ class Retrieval:
 
 def title_key(text: str) -> str:
     """A title or question as exact-title matching compares it: compatibility-normalized,
-    case-folded, letters, digits and CJK characters only."""
-    return "".join(ch for ch in unicodedata.normalize("NFKC", normalize(text or "")).casefold() if ch.isalnum())
+    case-folded, letters, digits, CJK characters and + # only ("DeepLabv3+" is not "DeepLabv3")."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", normalize(text or "")).casefold()
+                   if ch.isalnum() or ch in "+#")
 
 
 def check_query(query, k: int = 5, mode: str = "hybrid") -> str:
@@ -126,7 +130,7 @@ class Retriever:
         self.title_en = {s.key: s.title_en for s in index.sections if s.title_en}
         self._by_title: dict[str, list[str]] = {}  # title_key -> the sections with that title
         for s in index.sections:
-            for t in (s.title, s.title_en):
+            for t in (s.title, s.title_en, _PARENS.sub("", s.title or ""), _PARENS.sub("", s.title_en or "")):
                 if title_key(t) and s.key not in self._by_title.get(title_key(t), []):
                     self._by_title.setdefault(title_key(t), []).append(s.key)
         # Near-duplicate sections: a search shows the best of them and lists the others in also_in.

@@ -244,3 +244,20 @@ def test_a_question_that_is_a_title_finds_its_section_first(built, fake_encoder)
     assert r.title_match("猫") == {} and r.title_match("什么是狗") == {"ch01/1.2": 1.0}
     # a ranking rule of hybrid search only: the lexical and dense modes rank by their own scores
     assert r.search("什么是猫", k=1, mode="lexical")[0].score <= 1.0
+
+
+def test_a_title_is_matched_without_its_brackets_and_keeps_plus(tmp_path, fake_encoder):
+    from rag.retriever import title_key
+
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "ch09_seg.zh.md").write_text(
+        "# 第九章 分割\n\n## 9.1 什么是批归一化（Batch Normalization）\n\n批归一化把每层的输入归一化，训练更稳定。\n\n"
+        "## 9.2 DeepLabv3\n\nDeepLabv3 用空洞卷积提取多尺度特征，分割效果更好。\n\n"
+        "## 9.3 DeepLabv3+\n\nDeepLabv3+ 加了解码器，边界更清楚，分割效果更好。\n", encoding="utf-8")
+    build_index(d, tmp_path / "index", fake_encoder)
+    r = Retriever(load_index(tmp_path / "index"), fake_encoder)
+    assert title_key("DeepLabv3+") != title_key("DeepLabv3") and title_key("ＳＳＤ?") == title_key("ssd")
+    assert r.title_match("什么是批归一化") == {"ch09/9.1": 1.0}  # the bracketed part is optional
+    assert r.title_match("什么是批归一化(Batch Normalization)") == {"ch09/9.1": 1.0}
+    assert r.search("DeepLabv3+", k=1)[0].id == "ch09/9.3" and r.search("deeplabv3", k=1)[0].id == "ch09/9.2"
