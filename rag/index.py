@@ -105,6 +105,12 @@ def heading_paths(sections: list[Section], langs: dict[str, str]) -> list[str]:
     return out
 
 
+def english_titled(sections: list[Section]) -> list[Section]:
+    """The sections whose English title (`title_en`) is a row of titles.npy, in the order of those
+    rows (after one row per section): see LoadedIndex.title_rows."""
+    return [s for s in sections if s.title_en]
+
+
 def _corpus_names(corpus_dir: Path) -> set[str]:
     """The files an index depends on: the chapters, the glossary and the English titles."""
     try:
@@ -169,7 +175,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
         titles = titles.copy()
         titles[longer] = _encode_all(encoder, [paths[i] for i in longer], progress, "heading paths", titles.shape[1])
     # ... then the English titles, so that an English question meets every section in English
-    english = [s.title_en for s in sections if s.title_en]
+    english = [s.title_en for s in english_titled(sections)]
     if english:
         titles = np.vstack([titles, _encode_all(encoder, english, progress, "English titles", titles.shape[1])])
     vectors = _encode_all(encoder, texts, progress, "chunks", titles.shape[1])
@@ -615,14 +621,14 @@ class LoadedIndex:
     @cached_property
     def corpus_dir(self) -> Path:
         """The corpus directory (resolved once: answers ask for it once per sentence)."""
-        return (self.path.resolve().parent / self.manifest["corpus_dir"]).resolve()
+        return manifest_corpus(self.path, self.manifest)
 
     @cached_property
     def title_rows(self) -> list[tuple[str, str]]:
         """(qualified id, language) of each row of `titles`: every section's heading path, then
         every English title (`title_en`) in section order."""
         return [(s.key, self.lang_of(s.source)) for s in self.sections] + \
-            [(s.key, "en") for s in self.sections if s.title_en]
+            [(s.key, "en") for s in english_titled(self.sections)]
 
     def lang_of(self, source: str) -> str:
         """The language of a corpus file ('zh' or 'en')."""
@@ -662,12 +668,17 @@ def read_manifest(index_dir: Path) -> dict:
     return _read_manifest(Path(index_dir), version_dir(index_dir))
 
 
+def manifest_corpus(index_dir: Path, manifest: dict) -> Path:
+    """The corpus directory an index was built from (its manifest keeps it relative to the
+    index directory's parent)."""
+    return (Path(index_dir).resolve().parent / manifest["corpus_dir"]).resolve()
+
+
 def rebuild_hint(index_dir: Path, manifest=None) -> str:
     """How to rebuild an index: from the corpus its manifest names, when that is not the default
     (a bare `rag build --index DIR` would put the bundled chapter in a whole-book index)."""
-    corpus = manifest.get("corpus_dir") if isinstance(manifest, dict) else None
-    if isinstance(corpus, str):
-        path = (Path(index_dir).resolve().parent / corpus).resolve()
+    if isinstance(manifest, dict) and isinstance(manifest.get("corpus_dir"), str):
+        path = manifest_corpus(index_dir, manifest)
         if path != DEFAULT_CORPUS.resolve():
             return f"Rebuild: rag build --corpus {path} --index {index_dir}"
     return f"Rebuild: rag build --index {index_dir}"
@@ -762,7 +773,7 @@ def check_fresh(index_dir: Path, manifest: dict, encoder_id: str | None = None) 
     if encoder_id is not None and manifest["encoder"]["id"] != encoder_id:
         raise StaleIndexError(f"{index_dir} was built with encoder {manifest['encoder']['id']!r}, "
                               f"not {encoder_id!r}. {fix} --model {encoder_id}")
-    corpus_dir = (Path(index_dir).resolve().parent / manifest["corpus_dir"]).resolve()
+    corpus_dir = manifest_corpus(index_dir, manifest)
     if not corpus_dir.is_dir():
         log.warning("corpus %s of index %s not found; cannot check that the index is fresh", corpus_dir, index_dir)
         return
@@ -856,7 +867,7 @@ def _arrays_problem(manifest, chunks, sections, titles, sentences, sentence_vect
         stored = np.zeros((0, dim), np.float32)
     if not np.isfinite(stored).all():
         return "chunk vectors are not all finite numbers"
-    n_titles = len(sections) + sum(bool(s.title_en) for s in sections)
+    n_titles = len(sections) + len(english_titled(sections))
     for name, arr, rows in (("titles", titles, n_titles), ("sentence vectors", sentence_vectors, len(sentences))):
         if arr.dtype != np.float32 or arr.shape != (rows, dim) or not np.isfinite(arr).all():
             return f"{name} are {arr.dtype} {arr.shape}, expected finite float32 ({rows}, {dim})"

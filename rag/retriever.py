@@ -27,7 +27,7 @@ from .text import normalize
 from .embedding import Encoder, load_encoder
 from .lang import detect_language
 from .lexical import term_weights
-from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, read_manifest, rebuild_hint
+from .index import DEFAULT_INDEX, LoadedIndex, build_index, load_index, manifest_corpus, read_manifest, rebuild_hint
 from .store import Store, open_store, store_spec
 from .types import DamagedIndexError, Hit, IndexMissingError, RagError, StaleIndexError
 
@@ -128,11 +128,11 @@ class Retriever:
         self._title_section = np.array([keys[key] for key, _ in index.title_rows], dtype=np.int64)
         # English titles (toc.en.tsv): shown on hits; title rows for English questions (index.title_rows).
         self.title_en = {s.key: s.title_en for s in index.sections if s.title_en}
-        self._by_title: dict[str, list[str]] = {}  # title_key -> the sections with that title
+        self._by_title: dict[str, dict[str, None]] = {}  # title_key -> the sections with that title, in order
         for s in index.sections:
-            for t in (s.title, s.title_en, _PARENS.sub("", s.title or ""), _PARENS.sub("", s.title_en or "")):
-                if title_key(t) and s.key not in self._by_title.get(title_key(t), []):
-                    self._by_title.setdefault(title_key(t), []).append(s.key)
+            for t in (s.title, s.title_en):
+                for key in {title_key(t), title_key(_PARENS.sub("", t))} - {""}:
+                    self._by_title.setdefault(key, {})[s.key] = None
         # Near-duplicate sections: a search shows the best of them and lists the others in also_in.
         self.duplicates = {k: v for k, v in neighbours(index.duplicates).items() if k in keys}
         chunk_langs = np.array([c.lang for c in self.chunks])
@@ -298,7 +298,7 @@ class Retriever:
             return asked[source][1]
 
         while True:
-            lists, d_cut, l_cut, tops = [boosted_chunks], 0.0, 0.0, {}
+            lists, d_cut, l_cut, top, matched = [boosted_chunks], 0.0, 0.0, 0.0, []
             if use_dense:
                 dense_top = ask("dense", lambda: self.store.dense(qv, n["dense"]))
                 lists.append(dense_top.ids)
@@ -311,9 +311,9 @@ class Retriever:
                 # All languages are divided by the top of them all: scaled by its own maximum, the
                 # English text of four chapters matched an English question's weakest word as well
                 # as the Chinese text its translations matched best (CV objective en 1.123 -> 1.195).
-                top = max((float(r.scores[0]) for r in lexical_top.values() if len(r.scores)), default=0.0)
-                tops = {l: top for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0}
-                l_cuts = {l: lexical_top[l].cut / top for l, top in tops.items()}
+                matched = [l for l, r in lexical_top.items() if len(r.scores) and r.scores[0] > 0]
+                top = max((float(lexical_top[l].scores[0]) for l in matched), default=0.0)
+                l_cuts = {l: lexical_top[l].cut / top for l in matched}
                 l_cut = max(l_cuts.values(), default=0.0)
             chunks = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
 
@@ -322,9 +322,9 @@ class Retriever:
                 out = np.zeros(len(ids), dtype=np.float32)
                 if use_dense:
                     out += wd * np.clip(self._complete(ids, dense_top, lambda x: self.store.dense_scores(qv, x)), 0.0, 1.0)
-                if use_lexical and tops:
+                if use_lexical and matched:
                     lexical = np.zeros(len(ids), dtype=np.float32)
-                    for l, top in tops.items():
+                    for l in matched:
                         sel = np.flatnonzero(self._chunk_lang[ids] == l)
                         raw = self._complete(ids[sel], lexical_top[l],
                                              lambda x: self.store.lexical_scores(l, token_lists[l], x, weights=weights[l]))
@@ -376,7 +376,7 @@ class Retriever:
             # when that takes more than LEXICAL_JUMP_MAX new candidates (each one's vector and title
             # is then scored: ~3 us at 10^6 chunks) and the dense cut alone blocks, the dense list
             # grows instead (an HNSW search for 4x the candidates costs a few ms there).
-            wanted = self._lexical_jump(exact, lexical_top, token_lists, weights, tops, l_cuts, wd * d_cut, wl, t_cut,
+            wanted = self._lexical_jump(exact, lexical_top, token_lists, weights, top, l_cuts, wd * d_cut, wl, t_cut,
                                         n, n_all) if use_lexical else {}
             if sum(v - n[s] for s, v in wanted.items()) > LEXICAL_JUMP_MAX:
                 wanted = {"dense": 4 * n["dense"]} if use_dense and not dense_top.complete else {}
@@ -388,7 +388,7 @@ class Retriever:
             for s in grow:
                 n[s] = wanted.get(s, 4 * n[s])
 
-    def _lexical_jump(self, exact, lexical_top: dict, token_lists: dict, weights: dict, tops: dict, l_cuts: dict,
+    def _lexical_jump(self, exact, lexical_top: dict, token_lists: dict, weights: dict, top: float, l_cuts: dict,
                       dense_part: float, wl: float, t_cut: float, n: dict, n_all: int) -> dict:
         """The BM25 lists' lengths that settle the check with the other lists as they are:
         {("lexical", lang): n}, or {} when taking every BM25 cut as 0 would not settle it.
@@ -409,7 +409,7 @@ class Retriever:
         out = {}
         for l in blocking:
             if l_cuts[l] > low:
-                want = min(n_all, above(l, token_lists[l], low * tops[l], weights[l]) + 1)
+                want = min(n_all, above(l, token_lists[l], low * top, weights[l]) + 1)
                 if want > n["lexical", l]:
                     out["lexical", l] = want
         return out
@@ -451,8 +451,8 @@ class Retriever:
             if best >= 0 and self._chunk_lang[best] != lang:
                 ids = self._section_chunks[self._section_chunk_starts[sec]:self._section_chunk_starts[sec + 1]]
                 ids = ids[self._chunk_lang[ids] == lang]
-                scores = fuse(ids) if len(ids) else ids
-                if len(ids) and scores.max() > 0:
+                scores = fuse(ids) if len(ids) else None
+                if scores is not None and scores.max() > 0:
                     best = int(ids[np.argmax(scores)])
             out.append(best if best >= 0 else int(self._first_chunk[sec]))
         return out
@@ -476,7 +476,7 @@ def load_fresh(index_dir: str | Path = DEFAULT_INDEX, corpus_dir: str | Path | N
         return Retriever.load(index_dir)
     except StaleIndexError as e:
         print(f"{str(e).split('. Rebuild')[0]}; rebuilding it now...", file=sys.stderr, flush=True)
-        corpus = (index_dir.resolve().parent / manifest["corpus_dir"]).resolve()
+        corpus = manifest_corpus(index_dir, manifest)
         build_index(corpus, index_dir, load_encoder(manifest["encoder"]["id"]), manifest["index_type"],
                     manifest["chunking"]["max_chars"], progress=True, store=store_spec(manifest, index_dir))
     return Retriever.load(index_dir)
