@@ -1,9 +1,11 @@
 """Candidate retrieval ranks exactly like a full scan of every chunk.
 
 `full_scan` is the retriever's scoring before candidate retrieval (main's `Retriever.scores` and
-`Retriever.hits`: every chunk from FAISS, BM25 over every chunk of each language scaled by that
-language's maximum, per-chapter language masks), kept here as the reference; BM25 weighs a
-Chinese question's lone characters as the retriever does (SINGLE_CHAR_WEIGHT).
+`Retriever.hits`: every chunk from FAISS, BM25 over every chunk of each language divided by the
+top score over all languages, per-chapter language masks), kept here as the reference; BM25 weighs
+a Chinese question's lone characters as the retriever does (SINGLE_CHAR_WEIGHT), a question that
+is a title boosts its section (Retriever.title_match) and a hit shows its best chunk in the
+question's language when one scores.
 """
 
 from __future__ import annotations
