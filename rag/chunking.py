@@ -30,6 +30,11 @@ _MARKER = {
     "row": re.compile(r"[ \t]*\|?"),
 }
 _TEXT_KINDS = ("paragraph", "item", "quote", "heading", "row")
+# A line that labels a figure or table ("图8.1.19", "Figure 4.9 GoogLeNet network structure"; no
+# sentence punctuation after its number) belongs to the figure, which answers do not show: it is
+# left out of sentences, so a quote does not open with it. Chunks keep it (it is searchable).
+_CAPTION = re.compile(r"(?:图|表|Figure|Fig\.|Table)[ \t]*\d+(?:[.\-–]\d+)*[^\r\n，,。:：;；!?！？]{0,40}")
+_LINE = re.compile(r"[^\r\n]+")
 _WORD = re.compile(r"\w")
 
 
@@ -93,7 +98,7 @@ def block_sentences(text: str, block: Block) -> list[tuple[int, int]]:
         e = e - 1 if e > s and text[e - 1] == "|" else e
     protected = protected_spans(text, s, e)
     pieces, p = [], s
-    for a, z in _widen(markup_spans(text, s, e), protected):
+    for a, z in _widen(sorted(markup_spans(text, s, e) + _captions(text, s, e)), protected):
         pieces.append((p, a))
         p = z
     pieces.append((p, e))
@@ -102,6 +107,16 @@ def block_sentences(text: str, block: Block) -> list[tuple[int, int]]:
     else:
         out = [span for a, z in pieces if a < z for span in split_sentences(text, a, z, protected)]
     return [(a, z) for a, z in out if _WORD.search(normalize(text[a:z]))]
+
+
+def _captions(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    """The caption lines of text[s:e] (see _CAPTION), trimmed."""
+    out = []
+    for m in _LINE.finditer(text, s, e):
+        t = _trim(text, *m.span())
+        if t and _CAPTION.fullmatch(text, *t):
+            out.append(t)
+    return out
 
 
 def _widen(cuts: list[tuple[int, int]], protected: list[tuple[int, int]]) -> list[tuple[int, int]]:
