@@ -335,6 +335,7 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     questions_ok = a.qtype == "bookquestions"
     cand = np.array([i for i in cand if s.quotable(int(i), questions_ok, labels_ok=a.qtype == "list")
                      and not _points_at_nothing(s, int(i))], dtype=int)
+    cand = cand[_first_of_each_text(s, cand)]
     if len(cand) == 0:
         return [], translated
 
@@ -372,7 +373,20 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     chosen = with_context(chosen, s, alang, list_labels=a.qtype in ("list", "comparison"))
     rank = {sec: n for n, sec in enumerate(top)}
     chosen.sort(key=lambda i: (rank.get(s.section[i], len(rank)), s.recs[i]["start"]))
+    chosen = [chosen[j] for j in _first_of_each_text(s, chosen)]  # context may bring a repeat back
     return chosen, translated
+
+
+def _first_of_each_text(s: _Sentences, ids) -> list[int]:
+    """Positions in ids of the first sentence of each distinct text (spacing aside): a section
+    that repeats a sentence (ch17's NCNN steps give one command twice) is quoted once."""
+    seen, keep = set(), []
+    for n, i in enumerate(ids):
+        text = " ".join(display(s.recs[int(i)]["text"]).split())
+        if text not in seen:
+            seen.add(text)
+            keep.append(n)
+    return keep
 
 
 def _overlap(cand, weights: dict[str, float], items: list, idf: dict) -> np.ndarray:

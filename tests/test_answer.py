@@ -478,3 +478,20 @@ def test_a_table_row_cut_by_an_image_cell_is_quoted_whole(tmp_path):
     label = next(i for i, q in enumerate(quotes) if q.startswith("扩张卷积"))
     assert quotes[label].endswith("|") and quotes[label + 1].startswith("| 引入扩张率参数")
     assert "> 扩张卷积（空洞卷积） [§5.4]" in a.answer and "> 引入扩张率参数" in a.answer
+
+
+def test_a_sentence_the_section_repeats_is_quoted_once(tmp_path):
+    """ch17's NCNN steps give the same command twice; an answer showed it twice."""
+    from rag import Retriever, build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    step = "将旧版本的prototxt和caffemodel存放在caffe/build/tools目录下，执行如下命令完成转换。"
+    (corpus / "ch17_deploy.zh.md").write_text(
+        f"# 第十七章 部署\n\n## 17.1 如何转换旧模型？\n\n第一步，编译转换工具。\n\n{step}\n\n"
+        f"第二步，检查生成的新模型文件。\n\n{step}\n\n## 17.2 什么是量化？\n\n量化是用低精度的数表示权重。\n",
+        encoding="utf-8")
+    build_index(corpus, tmp_path / "index")
+    a = answer("旧版本的prototxt和caffemodel要放在哪个目录下转换？", Retriever.load(tmp_path / "index"))
+    quotes = [c.quote for c in a.citations]
+    assert step in quotes and len(quotes) == len(set(quotes))
