@@ -39,6 +39,7 @@ import numpy as np
 from .lang import (CJK_RUN, DEFINING, DEFINITION_FRAME_EN, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN,
                    char_pairs,
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
+from .glossary import translations
 from .retriever import Retriever, check_query
 from .text import display, normalize, shown_quote
 from .types import Answer, Citation, Hit, RagError, section_key, sections_named
@@ -58,6 +59,9 @@ SECOND_SECTION_RATIO = 0.85  # a second section is quoted only when it scores cl
 SHAPE_BONUS = 0.25  # bonus of a sentence of the shape the question type asks for
 PAIR_WEIGHT = 0.5  # share of character-pair overlap beside word overlap (Chinese question, Chinese text)
 LOCAL_IDF = 0.5  # exponent of the within-candidates IDF factor of a question word (0: global IDF only)
+# weight of the Chinese translations of an English question's words (the retriever's: glossary terms
+# and word translations) in a Chinese sentence's word overlap, beside the question's own words
+TRANSLATED_WORD_WEIGHT = 0.5
 FOLLOWUP_BOOST = 0.05  # bonus of the previous turn's sections for a follow-up question
 MAX_CONTEXT_STEPS = 4  # at most this many sentences are brought along before a quote
 
@@ -343,7 +347,13 @@ def compose(a: Analysis, alang: str, r: Retriever) -> tuple[list[int], bool]:
     # previous turn (its topic) half; a Chinese question also counts its character pairs.
     own = set(r.index.tokenize(a.question))
     borrowed = set(r.index.tokenize(a.query)) - own
-    overlap = _overlap(cand, {**{t: 0.5 for t in borrowed}, **{t: 1.0 for t in own}}, s.tokens, s.idf)
+    words = {**{t: 0.5 for t in borrowed}, **{t: 1.0 for t in own}}
+    overlap = _overlap(cand, words, s.tokens, s.idf)
+    chinese = s.lang[cand] == "zh"
+    if a.lang == "en" and TRANSLATED_WORD_WEIGHT and chinese.any():
+        # an English question read in Chinese sentences: its words' translations count there too
+        extra = {t: TRANSLATED_WORD_WEIGHT * w for t, w in _translated_words(a, r, words).items() if t not in words}
+        overlap = np.where(chinese, _overlap(cand, {**extra, **words}, s.tokens, s.idf), overlap)
     if a.lang == "zh" and PAIR_WEIGHT and s.lang[cand[0]] == "zh":
         pairs, _ = _items(a.question, "zh", r)
         if pairs:
@@ -387,6 +397,18 @@ def _first_of_each_text(s: _Sentences, ids) -> list[int]:
             seen.add(text)
             keep.append(n)
     return keep
+
+
+def _translated_words(a: Analysis, r: Retriever, words: dict[str, float]) -> dict[str, float]:
+    """The Chinese words an English question's words translate to (as the retriever's cross-lingual
+    BM25 reads it: glossary terms of the question, then each word's translation), each with the
+    largest weight of a word it comes from (glossary terms weigh 1)."""
+    out = {t: 1.0 for t in r.index.tokenize(" ".join(translations(a.question, r.index.glossary)))}
+    zh = r.index.word_translations
+    for t, w in words.items():
+        if t in zh:
+            out[zh[t]] = max(out.get(zh[t], 0.0), w)
+    return out
 
 
 def _overlap(cand, weights: dict[str, float], items: list, idf: dict) -> np.ndarray:

@@ -495,3 +495,35 @@ def test_a_sentence_the_section_repeats_is_quoted_once(tmp_path):
     a = answer("旧版本的prototxt和caffemodel要放在哪个目录下转换？", Retriever.load(tmp_path / "index"))
     quotes = [c.quote for c in a.citations]
     assert step in quotes and len(quotes) == len(set(quotes))
+
+
+def test_an_english_question_on_chinese_text_counts_its_words_translations(tmp_path, fake_encoder, monkeypatch):
+    """The Chinese sentence holding the translation of the question's term (the glossary's 毛线球
+    for "ball of yarn") is quoted first; without translations an English question shares no word
+    with Chinese sentences, and the first sentence of the section came first."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from rag import Retriever
+    from rag.index import build_index, load_index
+
+    A = importlib.import_module("rag.answer")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ch01_动物.zh.md").write_text(
+        "# 第一章 动物\n\n## 1.1 猫\n\n猫喜欢在阳光下睡觉。毛线球是猫最爱追逐的玩具。猫每天吃两顿饭。\n", encoding="utf-8")
+    (corpus / "glossary.tsv").write_text("毛线球\tball of yarn\n", encoding="utf-8")
+    build_index(corpus, tmp_path / "index", fake_encoder)
+    r = Retriever(load_index(tmp_path / "index"), fake_encoder)
+    question = "Do cats play with a ball of yarn?"
+    scores = np.zeros(len(r.section_keys), dtype=np.float32)
+    scores[r.section_index["ch01/1.1"]] = 1.0
+    a = A.Analysis(question, question, "en", "yesno", r.embed(question), scores, [SimpleNamespace(id="ch01/1.1")], {})
+    # the fake encoder's vectors say nothing across languages: the word overlap alone decides
+    monkeypatch.setitem(A.SENTENCE_DENSE_WEIGHT, "cross", 0.0)
+    monkeypatch.setattr(A, "MAX_QUOTES", 1)  # the best sentence alone
+    first = lambda: A._sentences(r).recs[A.compose(a, "en", r)[0][0]]["text"]  # noqa: E731
+    assert first() == "毛线球是猫最爱追逐的玩具。"
+    monkeypatch.setattr(A, "TRANSLATED_WORD_WEIGHT", 0.0)
+    assert first() == "猫喜欢在阳光下睡觉。"
