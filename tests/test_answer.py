@@ -445,7 +445,7 @@ def test_an_english_answer_quotes_an_untranslated_best_section_in_chinese_beside
         (corpus / lang / name).write_text(text, encoding="utf-8")
     build_index(corpus, tmp_path / "index", fake_encoder)
     r = Retriever(load_index(tmp_path / "index"), fake_encoder)
-    question = "Why do cats sleep in the sun?"
+    question = "Why do cats sleep in the sun, and why do trees need sunlight and water?"
     scores = np.zeros(len(r.section_keys), dtype=np.float32)
     scores[r.section_index["ch01/1.1"]], scores[r.section_index["ch02/2.1"]] = 1.0, 0.99
     a = A.Analysis(question, question, "en", "reason", r.embed(question), scores,
