@@ -30,10 +30,12 @@ _MARKER = {
     "row": re.compile(r"[ \t]*\|?"),
 }
 _TEXT_KINDS = ("paragraph", "item", "quote", "heading", "row")
-# A line that labels a figure or table ("图8.1.19", "Figure 4.9 GoogLeNet network structure"; no
-# sentence punctuation after its number) belongs to the figure, which answers do not show: it is
-# left out of sentences, so a quote does not open with it. Chunks keep it (it is searchable).
-_CAPTION = re.compile(r"(?:图|表|Figure|Fig\.|Table)[ \t]*\d+(?:[.\-–]\d+)*[^\r\n，,。:：;；!?！？]{0,40}")
+# A line that labels a figure ("图8.1.19", "Figure 4.9 GoogLeNet network structure"; no sentence
+# punctuation after its number) belongs to the figure, which answers do not show: it is left out
+# of sentences, so a quote does not open with it. Chunks keep it (it is searchable). A table's
+# caption ("表5.2 卷积提取的特征类型") stays: answers quote tables, and a list answer brings the rows
+# after it.
+_CAPTION = re.compile(r"(?:图|Figure|Fig\.)[ \t]*\d+(?:[.\-–]\d+)*[^\r\n，,。:：;；!?！？]{0,40}")
 _LINE = re.compile(r"[^\r\n]+")
 _WORD = re.compile(r"\w")
 

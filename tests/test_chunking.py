@@ -76,14 +76,15 @@ def test_zero_width_space_inside_math_is_part_of_the_math():
     assert [t[s:e] for s, e in block_sentences(t, parse_blocks(t)[1][0])] == ["甲", "乙。"]
 
 
-def test_a_caption_line_is_left_out_of_sentences_but_kept_in_chunks():
+def test_a_figure_caption_line_is_left_out_of_sentences_but_kept_in_chunks():
     # as the book's ch08 writes it: an image, a blank line, then the figure's number glued to the text
     t = ("## 1.1 锚点\n\n![](img/a.png)\n\n图8.1.19\nFaster R-CNN使用更多的锚点。它部署9个锚点框。\n\n"
          "Figure 4.9 GoogLeNet network structure\nAs shown in Figure 4.9, it is wide.\n\n"
-         "表2-2是混淆矩阵，做以下说明：\n图1显示了结构。\n")
+         "表2-2是混淆矩阵，做以下说明：\n图1显示了结构。\n\n表5.2 卷积提取的特征类型\n\n| 卷积层次 | 特征类型 |\n| :-: | :-: |\n| 浅层卷积 | 边缘特征 |\n")
     blocks = parse_blocks(t)[1]
     quotes = [t[s:e] for b in blocks for s, e in block_sentences(t, b) if b.kind != "heading"]
     assert quotes == ["Faster R-CNN使用更多的锚点。", "它部署9个锚点框。", "As shown in Figure 4.9, it is wide.",
-                      "表2-2是混淆矩阵，做以下说明：\n图1显示了结构。"]  # lines with punctuation are text
+                      "表2-2是混淆矩阵，做以下说明：\n图1显示了结构。",  # lines with punctuation are text
+                      "表5.2 卷积提取的特征类型", "卷积层次 | 特征类型", "浅层卷积 | 边缘特征"]  # a table's caption stays (answers quote tables)
     sections = parse_sections(t, "zh/ch01_x.md")
     assert "图8.1.19" in chunk_sections(t, sections, blocks, "zh")[0].text
