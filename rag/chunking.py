@@ -3,8 +3,8 @@
 Both work on the blocks markdown-it found (corpus.parse_blocks): a chunk packs whole blocks
 (a long one split at sentences or lines); a sentence lies inside one text block, never starts
 or ends on whitespace, a list/quote/heading marker or an HTML entity, never ends inside math,
-inline code or a link, and never contains an image link, an HTML tag or a zero-width character
-(those cut a block into separate pieces; markup a cut falls in is left out whole), except a
+inline code or a link, and never contains an image link, an HTML tag, a figure's caption line or a
+zero-width character (those cut a block into separate pieces; markup a cut falls in is left out whole), except a
 zero-width character inside math, code, a link or bold, which is part of it and cuts nothing. Code, HTML and math blocks are chunked (searchable)
 but give no sentences.
 """
