@@ -39,7 +39,6 @@ import numpy as np
 from .lang import (CJK_RUN, DEFINING, DEFINITION_FRAME_EN, FUNCTION_CHARS, NEEDS_CONTEXT, SHORT_SENTENCE, STOP_EN,
                    char_pairs,
                    frames, is_anaphoric, is_label, is_lead_in, is_question_sentence, question_language, question_type)
-from .glossary import translations
 from .retriever import Retriever, check_query
 from .text import display, normalize, shown_quote
 from .types import Answer, Citation, Hit, RagError, section_key, sections_named
@@ -400,14 +399,12 @@ def _first_of_each_text(s: _Sentences, ids) -> list[int]:
 
 
 def _translated_words(a: Analysis, r: Retriever, words: dict[str, float]) -> dict[str, float]:
-    """The Chinese words an English question's words translate to (as the retriever's cross-lingual
-    BM25 reads it: glossary terms of the question, then each word's translation), each with the
-    largest weight of a word it comes from (glossary terms weigh 1)."""
-    out = {t: 1.0 for t in r.index.tokenize(" ".join(translations(a.question, r.index.glossary)))}
-    zh = r.index.word_translations
-    for t, w in words.items():
-        if t in zh:
-            out[zh[t]] = max(out.get(zh[t], 0.0), w)
+    """The Chinese words an English question's words translate to, as the retriever's
+    cross-lingual BM25 reads them (Retriever.translated_tokens), each with the largest weight of
+    a word it comes from (a glossary term's weighs 1)."""
+    out: dict[str, float] = {}
+    for source, t in r.translated_tokens(a.question, list(words), "en"):
+        out[t] = max(out.get(t, 0.0), 1.0 if source is None else words[source])
     return out
 
 

@@ -229,6 +229,17 @@ class Retriever:
         """The boost of the sections whose title is the question (see TITLE_MATCH_BOOST)."""
         return {key: TITLE_MATCH_BOOST for key in self._by_title.get(title_key(query), ())}
 
+    def translated_tokens(self, query: str, tokens, lang: str) -> list[tuple[str | None, str]]:
+        """The other language's tokens a question is read with where its own has no text, each
+        with the question token it translates (None for a glossary term's): the tokens of the
+        glossary's translations of the question's terms, then for an English question each token's
+        learned translation (index.word_translations)."""
+        out = [(None, t) for t in self.index.tokenize(" ".join(translations(query, self.index.glossary)))]
+        if lang == "en":
+            learned = self.index.word_translations
+            out += [(t, learned[t]) for t in tokens if t in learned]
+        return out
+
     def embed(self, query: str) -> np.ndarray:
         """The query's unit vector (one row)."""
         return self.encoder.encode([query])
@@ -279,10 +290,7 @@ class Retriever:
             tokens = self.index.tokenize(normalize(query))
             token_lists = {lang: tokens} if lang in self.store.languages else {}
             if self._cross[lang]:
-                cross_tokens = tokens + self.index.tokenize(" ".join(translations(query, self.index.glossary)))
-                if lang == "en":
-                    learned = self.index.word_translations
-                    cross_tokens += [learned[t] for t in tokens if t in learned]
+                cross_tokens = tokens + [t for _, t in self.translated_tokens(query, tokens, lang)]
                 token_lists.update({other: cross_tokens for other in self.store.languages if other != lang})
             weights = {l: term_weights(toks, SINGLE_CHAR_WEIGHT[lang]) for l, toks in token_lists.items()}
         wt = TITLE_WEIGHT[lang]
