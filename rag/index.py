@@ -187,7 +187,7 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
             manifest = _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path,
                                       glossary, chunks, sections, sentences, tokenize, chunk_tokens, lexicon, index,
                                       vectors, titles, sentence_vectors, report, store_kind, store_location,
-                                      (duplicates, word_translations), search)
+                                      duplicates, word_translations, search)
     except OSError as e:
         raise RagError(f"cannot write the index at {index_dir} ({e.strerror or e}). The previous index, if any, "
                        "is unchanged. Free some disk space, or build into a writable directory with "
@@ -199,16 +199,14 @@ def build_index(corpus_dir: Path = DEFAULT_CORPUS, index_dir: Path = DEFAULT_IND
 def _write_version(index_dir, corpus_dir, encoder, index_type, max_chars, files, glossary_path, glossary, chunks,
                    sections, sentences, tokenize, chunk_tokens, lexicon, index, vectors, titles, sentence_vectors,
                    report, store_kind: str = "faiss", store_location: str | None = None,
-                   extra=((), {}), search: dict | None = None) -> dict:
+                   duplicates=(), word_translations=None, search: dict | None = None) -> dict:
     """Write a new version directory and point CURRENT at it (call with the build lock held).
 
     chunk_tokens: what BM25 indexes of each chunk (the tokens of its heading path and text, normalized).
-    extra: (near-duplicate pairs, word translations), see dedup.py and wordalign.py.
+    duplicates: near-duplicate pairs (dedup.py); word_translations: English -> Chinese words (wordalign.py).
     search: the approximate index's tuned search parameter (`tune_search`); none for Flat.
     """
     import faiss
-
-    duplicates, word_translations = extra
 
     _remove_dead_builds(index_dir)  # the lock says no build is running
     tmp = _work_dir(index_dir)
